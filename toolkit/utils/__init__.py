@@ -1,0 +1,1 @@
+"""Small helpers shared by every subpackage (file I/O, errors, logging)."""

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Create the Concord virtualenv in tools/venv and install the toolkit into it.
+#
+# Usage:
+#   tools/install.sh                       # CPU, torch==2.13.0
+#   TORCH_SPEC="torch==2.13.0" TORCH_INDEX_URL=https://download.pytorch.org/whl/cu124 tools/install.sh
+#   PYTHON=python3.12 tools/install.sh
+#
+# Idempotent: a second run with the same setup.cfg and TORCH_SPEC only checks a stamp
+# and exits. Needs no root and no apt. Fails loudly on any error.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${VENV:-$root/tools/venv}
+python=${PYTHON:-python3}
+torch_spec=${TORCH_SPEC:-torch==2.13.0}
+torch_index=${TORCH_INDEX_URL:-}
+stamp=$venv/.concord-installed
+
+want=$( { echo "$torch_spec $torch_index"; cat "$root/setup.cfg" "$root/pyproject.toml"; } | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "import toolkit, torch" 2>/dev/null; then
+  echo "install.sh: $venv is up to date ($torch_spec)"
+  exit 0
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "install.sh: creating virtualenv $venv with $($python --version 2>&1)"
+  "$python" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+
+# torch first, pinned, so the range in setup.cfg is already satisfied and no CUDA build is pulled.
+echo "install.sh: installing $torch_spec"
+if [ -n "$torch_index" ]; then
+  "${pip[@]}" install -q "$torch_spec" --index-url "$torch_index"
+else
+  "${pip[@]}" install -q "$torch_spec"
+fi
+
+echo "install.sh: installing the toolkit (editable) with its test extra"
+"${pip[@]}" install -q -e "$root[test]"
+
+"$venv/bin/python" - <<'PY'
+import torch, toolkit, kaldiio, soundfile, sentencepiece, phonemizer, numba, kaldi_native_fbank, espeakng_loader
+print(f"install.sh: ok: torch {torch.__version__}, numba {numba.__version__}, toolkit at {toolkit.__file__}")
+PY
+echo "$want" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
