@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Shared stages 1-7 of every Concord recipe (ESPnet-style: one stage script, thin run.sh).
+# A recipe's run.sh sets its defaults and calls this with its own options; the recipe's
+# local/data.sh does corpus-specific data preparation (stage 1).
+#
+# Usage: ../TEMPLATE/asr.sh [options]
+#   e.g. ../TEMPLATE/asr.sh --stage 4 --stop-stage 7 --nj 4 --train-config conf/train.yaml
+set -euo pipefail
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
+
+stage=1               # first stage to run (0: local/prepare_corpus.sh, where a recipe has one)
+stop_stage=7          # last stage to run
+nj=2                  # parallel jobs for feature dumping and decoding
+ngpu=0                # GPUs for training: 0 = CPU, N > 1 launches torchrun with N processes
+train_set=train       # data/<train_set>: paired training data
+valid_set=dev         # validation set used during training
+test_sets="dev test"  # sets to decode and score
+text_only_set=text_only   # unpaired text (data/<set>/text); "" disables text-only training
+lang=en-us            # espeak-ng language of the lexicon (monolingual recipes)
+langs=""              # multilingual: espeak languages; utterance languages come from utt2lang
+bpe_size=256          # wordpiece vocabulary size
+bpe_train_text_only=true  # also train wordpieces on the unpaired text
+speed_perturb=false   # 0.9/1.0/1.1 speed perturbation of the training set
+train_config=conf/train.yaml   # training config (model, optimiser, batches)
+train_args=""         # extra arguments for toolkit.bin.train, e.g. "--set trainer.max_steps=100"
+tag=""                # experiment name: exp/<tag> (default: the train config's base name)
+decode_modes="streaming full"  # streaming: shared encoder + 1st-pass decoder; full: cascaded encoder + 2nd pass
+decode_method=greedy  # greedy | beam
+beam=4
+decode_args=""        # extra arguments for toolkit.bin.decode
+num_avg=3             # checkpoints averaged into model_avg.pt
+cer=false             # also score characters (languages without spaces)
+local_data_opts=""    # passed to local/data.sh
+prepare_corpus_opts="" # passed to local/prepare_corpus.sh (stage 0)
+
+help_message=$(sed -n '/^stage=/,/^prepare_corpus_opts=/p' "${BASH_SOURCE[0]}" | sed 's/^\([a-z_]*\)=/  --\1 /; s/_/-/g')
+help_message="Usage: $0 [options]
+Stages: 0 corpus preparation (recipes with local/prepare_corpus.sh), 1 data prep, 2 lexicon, 3 wordpieces + token dumps, 4 fbank features + CMVN,
+        5 training, 6 decoding (streaming / full), 7 scoring + RESULTS.md
+Options (default in place):
+$help_message"
+
+. ./path.sh
+. ./cmd.sh
+. parse_options.sh
+
+[ -n "$tag" ] || tag=$(basename "${train_config%.*}")
+expdir=exp/$tag
+lang_dir=data/lang
+bpe_model=$lang_dir/wp${bpe_size}.model
+train_feats=$train_set
+$speed_perturb && train_feats=${train_set}_sp
+seq_sets="$train_set $valid_set $test_sets"
+[ -n "$text_only_set" ] && seq_sets="$seq_sets $text_only_set"
+seq_sets=$(echo $seq_sets | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
+feat_sets=$(echo "$train_set $valid_set $test_sets" | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ] && [ -x local/prepare_corpus.sh ]; then
+  log "stage 0: corpus preparation (local/prepare_corpus.sh $prepare_corpus_opts)"
+  local/prepare_corpus.sh $prepare_corpus_opts
+fi
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  log "stage 1: data preparation (local/data.sh $local_data_opts)"
+  local/data.sh $local_data_opts
+  for x in $feat_sets; do
+    validate_data_dir.sh data/$x
+  done
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  log "stage 2: phoneme lexicon -> $lang_dir"
+  texts="--text data/$train_set/text"
+  [ -n "$text_only_set" ] && texts="$texts --text data/$text_only_set/text"
+  if [ -n "$langs" ]; then
+    python -m toolkit.bin.make_lexicon $texts --utt2lang data/$train_set/utt2lang \
+      --langs $langs --out $lang_dir --nj $nj
+  else
+    python -m toolkit.bin.make_lexicon $texts --lang $lang --out $lang_dir --nj $nj
+  fi
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  log "stage 3: sentencepiece wordpieces ($bpe_size) and token-sequence dumps"
+  texts="--text data/$train_set/text"
+  $bpe_train_text_only && [ -n "$text_only_set" ] && texts="$texts --text data/$text_only_set/text"
+  python -m toolkit.bin.train_wordpiece $texts --vocab-size $bpe_size --out $lang_dir
+  for x in $seq_sets; do
+    extra=""
+    [ -f data/$x/utt2lang ] && extra="--utt2lang data/$x/utt2lang"
+    python -m toolkit.bin.dump_text --lang-dir $lang_dir --bpe-model $bpe_model \
+      --text data/$x/text --out dump/$x/seq $extra
+  done
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  log "stage 4: 80-dim fbank features ($nj jobs) and global CMVN"
+  for x in $feat_sets; do
+    opts=""
+    if [ "$x" = "$train_set" ] && $speed_perturb; then opts="--speed-perturb 0.9,1.0,1.1"; fi
+    out=dump/$x
+    $train_cmd JOB=1:$nj $out/log/dump_feats.JOB.log \
+      python -m toolkit.bin.dump_feats --data data/$x --out $out --nj $nj --job JOB $opts
+    python -m toolkit.bin.dump_feats --data data/$x --out $out --nj $nj --merge
+  done
+  python -m toolkit.bin.compute_cmvn --feats dump/$train_set/feats.scp --out dump/$train_set/cmvn.ark
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  log "stage 5: training -> $expdir (log: $expdir/train.log)"
+  args="--config $train_config --train-data dump/$train_set --valid-data dump/$valid_set
+        --lang-dir $lang_dir --bpe-model $bpe_model --cmvn dump/$train_set/cmvn.ark --exp $expdir"
+  [ -n "$text_only_set" ] && args="$args --text-data dump/$text_only_set"
+  if [ "$ngpu" -gt 1 ]; then
+    $cuda_cmd --gpu $ngpu $expdir/log/train.log \
+      torchrun --standalone --nproc_per_node $ngpu -m toolkit.bin.train $args --ngpu $ngpu $train_args
+  else
+    python -m toolkit.bin.train $args --ngpu $ngpu $train_args
+  fi
+  python -m toolkit.bin.average_checkpoints --exp $expdir --num $num_avg --out $expdir/model_avg.pt
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  for mode in $decode_modes; do
+    for x in $test_sets; do
+      dir=$expdir/decode_${mode}_$x
+      log "stage 6: decoding $x in $mode mode ($decode_method) -> $dir"
+      $decode_cmd JOB=1:$nj $dir/log/decode.JOB.log \
+        python -m toolkit.bin.decode --exp $expdir --model $expdir/model_avg.pt --data data/$x \
+          --feats dump/$x/feats.scp --mode $mode --method $decode_method --beam $beam \
+          --out $dir --nj $nj --job JOB $decode_args
+      python -m toolkit.bin.decode --merge --out $dir --nj $nj
+    done
+  done
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  for mode in $decode_modes; do
+    for x in $test_sets; do
+      dir=$expdir/decode_${mode}_$x
+      log "stage 7: scoring $dir"
+      python -m toolkit.bin.score --ref $dir/ref.trn --hyp $dir/hyp.trn --out $dir/score_wer
+      if $cer; then
+        python -m toolkit.bin.score --ref $dir/ref.trn --hyp $dir/hyp.trn --out $dir/score_cer --cer
+      fi
+    done
+  done
+  python -m toolkit.bin.make_results --exp $expdir
+  cat $expdir/RESULTS.md
+fi
+log "done: stages $stage..$stop_stage"

@@ -1,0 +1,1 @@
+../../librispeech/local/data.sh

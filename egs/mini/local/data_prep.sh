@@ -1,0 +1,1 @@
+../../librispeech/local/data_prep.sh

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Stage 0 of egs/mini: synthesize the embedded English corpus with espeak-ng into ./corpus
+# (LibriSpeech layout: train-clean-100 / dev-clean / test-clean with unseen voices in
+# dev/test, and a librispeech-lm-norm-like unpaired text file 10x+ larger than the paired set).
+#
+# Usage: local/prepare_corpus.sh [--num-train N] [--num-dev N] [--num-test N] [--num-text-only N] [--seed S]
+set -euo pipefail
+. ./path.sh
+num_train=1500
+num_dev=150
+num_test=150
+num_text_only=20000
+seed=1
+help_message="Usage: $0 [--num-train N] [--num-dev N] [--num-test N] [--num-text-only N] [--seed S]"
+. parse_options.sh
+
+want="layout=librispeech seed=$seed train=$num_train dev=$num_dev test=$num_test text=$num_text_only"
+if [ -f corpus/.done ] && [ "$(cat corpus/.done)" = "$want" ]; then
+  echo "$0: corpus/ already synthesized ($want)"; exit 0
+fi
+rm -rf corpus
+python -m toolkit.bin.synthesize_corpus --layout librispeech --lang en --out corpus --seed $seed \
+  --num-train $num_train --num-dev $num_dev --num-test $num_test --num-text-only $num_text_only
+echo "$want" > corpus/.done

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# egs/mini: the embedded default recipe. Synthesizes a small English corpus with espeak-ng
+# (stage 0), then runs LibriSpeech's data prep unchanged and every stage through scoring:
+# lexicon, wordpieces, fbank, training of the tiny joint model with the consistency loss on
+# 2 CPU cores, streaming and full-context decoding of dev and test, sclite-style scoring.
+#
+# Usage: ./run.sh [--stage N] [--stop-stage M] [--nj J] [--train-config conf/train.yaml]
+#   ./run.sh --help lists every option (those of ../TEMPLATE/asr.sh).
+# A shorter setting (CI):
+#   ./run.sh --prepare-corpus-opts "--num-train 300 --num-dev 40 --num-test 40 --num-text-only 3000" \
+#            --train-args "--set trainer.max_steps=40"
+set -euo pipefail
+cd "$(dirname "$0")"
+exec ../TEMPLATE/asr.sh \
+  --stage 0 --lang en-us --bpe-size 256 --nj 2 --ngpu 0 \
+  --train-set train --valid-set dev_clean --test-sets "dev_clean test_clean" \
+  --local-data-opts "--train-subsets train-clean-100 --dev-subsets dev-clean --test-subsets test-clean" \
+  --train-config conf/train.yaml --decode-method greedy --num-avg 3 \
+  "$@"
