@@ -1,0 +1,1 @@
+"""Losses: the best-alignment consistency loss (``best_alignment``) and the HAT transducer loss."""

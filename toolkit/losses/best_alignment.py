@@ -1,0 +1,193 @@
+"""Best-alignment consistency loss between speech and text representations (DESIGN.md s.4).
+
+Usage (on its own, on two tensors)::
+
+    from toolkit.losses.best_alignment import best_alignment_loss
+    loss, path = best_alignment_loss(speech, speech_lens, text, text_lens)
+    # speech (B, n, d) or stacked layers (L, B, n, d); text (B, m, d) or (L, B, m, d)
+    # loss (B,) or (L, B) float32; path.frames / path.tokens (.., K) index pairs
+
+The squared-distance cost matrix is built under ``no_grad`` in float32 and only feeds
+the DP; the best path is treated as a constant (pass-through gradient) and the loss is
+recomputed with autograd on the path's (frame, token) pairs alone, so backward costs
+O(K d) per example instead of O(n m d).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from toolkit.losses import best_alignment_reference as reference
+
+PATTERNS = ("frames_to_tokens", "dtw", "tokens_to_frames")
+NORMALIZE = ("frames", "tokens", "dim", "none")
+BACKENDS = ("auto", "numba", "cuda", "torch")
+
+
+@dataclass(frozen=True)
+class AlignmentPath:
+    """A best path as (frame, token) index pairs, in increasing order along the path.
+
+    frames, tokens: (..., K) int64, padded with -1 after ``lengths`` pairs.
+    lengths: (...,) int64 pair counts (n_b for frames_to_tokens, m_b for
+    tokens_to_frames, between max(n_b, m_b) and n_b + m_b - 1 for dtw).
+    dp_cost: (...,) float32, the DP optimum (from the matmul cost; no gradient).
+    The leading dims are (B,) or (L, B), as the inputs.
+    Ties: prefer the diagonal step, then the vertical (next frame, same token), then
+    the horizontal (dtw); in tokens_to_frames a token takes the latest optimal frame.
+    """
+
+    frames: torch.Tensor
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    dp_cost: torch.Tensor
+
+
+def alignment_cost_matrix(speech: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """c(i,j) = ||a_i - t_j||^2 as |a|^2 + |t|^2 - 2 a.t, float32, no gradient, clamped at 0.
+
+    speech (..., n, d), text (..., m, d) -> (..., n, m). Half-precision inputs are cast
+    to float32 first so large magnitudes do not overflow.
+    """
+    with torch.no_grad():
+        a = speech.detach().float()
+        t = text.detach().float()
+        cost = torch.matmul(a, t.transpose(-1, -2)).mul_(-2.0)  # (..., n, m)
+        cost.add_(a.pow(2).sum(-1)[..., :, None]).add_(t.pow(2).sum(-1)[..., None, :])
+        return cost.clamp_(min=0.0)
+
+
+def _check_lengths(speech, speech_lens, text, text_lens, pattern, fallback, names):
+    B, n_max, m_max = speech.shape[-3], speech.shape[-2], text.shape[-2]
+    if text.shape[-3] != B or speech_lens.shape != (B,) or text_lens.shape != (B,):
+        raise ValueError(f"batch mismatch: speech {tuple(speech.shape)}, text {tuple(text.shape)}, "
+                         f"speech_lens {tuple(speech_lens.shape)}, text_lens {tuple(text_lens.shape)}")
+    if speech.shape[-1] != text.shape[-1] or speech.shape[:-3] != text.shape[:-3]:
+        raise ValueError(f"speech {tuple(speech.shape)} and text {tuple(text.shape)} differ in layers or dim")
+    use_dtw = torch.zeros(B, dtype=torch.bool)
+    for b, (n, m) in enumerate(zip(speech_lens.tolist(), text_lens.tolist())):
+        who = f"example {b}" + (f" ({names[b]})" if names is not None else "")
+        if not (1 <= n <= n_max and 1 <= m <= m_max):
+            raise ValueError(f"{who}: lengths n={n}, m={m} outside 1..{n_max} / 1..{m_max}")
+        if n < m and pattern != "dtw":
+            if pattern == "frames_to_tokens" and fallback == "dtw":
+                use_dtw[b] = True
+                continue
+            hint = " (pass fallback='dtw' to align it with symmetric DTW)" if pattern == "frames_to_tokens" else ""
+            raise ValueError(f"{who}: {n} speech frames < {m} text positions; pattern "
+                             f"'{pattern}' needs n >= m{hint}")
+    return use_dtw
+
+
+def _pad_cat(x, y, value):
+    """Concatenate (P1, K1) and (P2, K2) along dim 0, padding the narrower with ``value``."""
+    K = max(x.shape[1], y.shape[1])
+    x = torch.nn.functional.pad(x, (0, K - x.shape[1]), value=value)
+    y = torch.nn.functional.pad(y, (0, K - y.shape[1]), value=value)
+    return torch.cat([x, y])
+
+
+def _pick_backend(backend, device):
+    if backend != "auto":
+        return backend
+    if device.type == "cuda":
+        from toolkit.losses import best_alignment_cuda
+        return "cuda" if best_alignment_cuda.available() else "torch"
+    return "numba"
+
+
+def best_path(cost, n_lens, m_lens, pattern="frames_to_tokens", backend="auto"):
+    """Run the DP + backtrace on a float32 cost (P, N, M); lengths (P,) int64.
+
+    Returns ``(frames, tokens, lengths, dp_cost)`` as in :class:`AlignmentPath`, on
+    ``cost.device``. backend: "numba" (CPU), "cuda", "torch" (reference) or "auto".
+    """
+    if pattern not in PATTERNS:
+        raise ValueError(f"unknown pattern {pattern!r}; choose from {PATTERNS}")
+    backend = _pick_backend(backend, cost.device)
+    if backend == "numba":
+        from toolkit.losses import best_alignment_numba
+        return best_alignment_numba.best_path_numba(cost, n_lens, m_lens, pattern)
+    if backend == "cuda":
+        from toolkit.losses import best_alignment_cuda
+        return best_alignment_cuda.best_path_cuda(cost, n_lens, m_lens, pattern)
+    if backend == "torch":
+        return reference.best_path_reference(cost, n_lens, m_lens, pattern)
+    raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+
+
+def best_alignment(speech, speech_lens, text, text_lens, pattern="frames_to_tokens",
+                   fallback=None, backend="auto", names: Sequence[str] | None = None) -> AlignmentPath:
+    """The best monotonic alignment (no gradient); shapes as in :func:`best_alignment_loss`."""
+    if pattern not in PATTERNS:
+        raise ValueError(f"unknown pattern {pattern!r}; choose from {PATTERNS}")
+    if fallback not in (None, "dtw"):
+        raise ValueError(f"unknown fallback {fallback!r}; only 'dtw' or None")
+    if speech.dim() != text.dim() or speech.dim() not in (3, 4):
+        raise ValueError(f"expected speech (B, n, d) / (L, B, n, d) and text alike, got "
+                         f"{tuple(speech.shape)} and {tuple(text.shape)}")
+    speech_lens, text_lens = speech_lens.long().cpu(), text_lens.long().cpu()
+    use_dtw = _check_lengths(speech, speech_lens, text, text_lens, pattern, fallback, names)
+    lead = speech.shape[:-2]  # (B,) or (L, B)
+    cost = alignment_cost_matrix(speech, text).reshape(-1, speech.shape[-2], text.shape[-2])  # (P, N, M)
+    L = cost.shape[0] // speech.shape[-3]
+    n_lens = speech_lens.repeat(L).to(cost.device)  # (P,), layer-major like cost
+    m_lens = text_lens.repeat(L).to(cost.device)
+    sel = use_dtw.repeat(L).to(cost.device)
+    if not bool(sel.any()):
+        out = best_path(cost, n_lens, m_lens, pattern, backend)
+    else:
+        keep = (~sel).nonzero()[:, 0]
+        swap = sel.nonzero()[:, 0]
+        a = best_path(cost[keep], n_lens[keep], m_lens[keep], pattern, backend)
+        b = best_path(cost[swap], n_lens[swap], m_lens[swap], "dtw", backend)
+        order = torch.argsort(torch.cat([keep, swap]))
+        out = tuple(_pad_cat(x, y, -1)[order] if x.dim() == 2 else torch.cat([x, y])[order]
+                    for x, y in zip(a, b))
+    frames, tokens, lengths, dp_cost = out
+    K = frames.shape[-1]
+    return AlignmentPath(frames.reshape(*lead, K), tokens.reshape(*lead, K),
+                         lengths.reshape(lead), dp_cost.reshape(lead))
+
+
+def path_cost(speech, text, path: AlignmentPath) -> torch.Tensor:
+    """Sum of ||a_f - t_g||^2 over the path's pairs, with autograd, float32: (B,) or (L, B)."""
+    valid = path.frames >= 0  # (..., K)
+    f = path.frames.clamp(min=0).to(speech.device)
+    g = path.tokens.clamp(min=0).to(speech.device)
+    d = speech.shape[-1]
+    a = speech.gather(-2, f[..., None].expand(*f.shape, d)).float()  # (..., K, d)
+    t = text.gather(-2, g[..., None].expand(*g.shape, d)).float()
+    sq = (a - t).pow(2).sum(-1)  # (..., K)
+    return (sq * valid.to(speech.device)).sum(-1)
+
+
+def best_alignment_loss(speech: torch.Tensor, speech_lens: torch.Tensor, text: torch.Tensor,
+                        text_lens: torch.Tensor, pattern: str = "frames_to_tokens",
+                        normalize: str = "frames", fallback: str | None = None,
+                        backend: str = "auto", names: Sequence[str] | None = None):
+    """Consistency loss: cost of the best monotonic speech-text alignment, per example.
+
+    speech (B, n, d) or (L, B, n, d); text (B, m, d) or (L, B, m, d), any float dtype;
+    speech_lens, text_lens (B,). pattern: "frames_to_tokens" (default; needs n_b >= m_b,
+    else ValueError naming the example, unless fallback="dtw"), "dtw" or
+    "tokens_to_frames" (needs n_b >= m_b). normalize: divide by n_b ("frames"), m_b
+    ("tokens"), n_b * d ("dim") or nothing ("none"). names: optional utterance ids used
+    in error messages. Returns ``(loss, path)``: loss (B,) or (L, B) float32,
+    differentiable w.r.t. speech and text through the fixed best path; path an
+    :class:`AlignmentPath`. Results do not depend on the padding amount.
+    """
+    if normalize not in NORMALIZE:
+        raise ValueError(f"unknown normalize {normalize!r}; choose from {NORMALIZE}")
+    path = best_alignment(speech, speech_lens, text, text_lens, pattern, fallback, backend, names)
+    loss = path_cost(speech, text, path)
+    dev = loss.device
+    if normalize == "frames":
+        loss = loss / speech_lens.to(dev, torch.float32)
+    elif normalize == "tokens":
+        loss = loss / text_lens.to(dev, torch.float32)
+    elif normalize == "dim":
+        loss = loss / (speech_lens.to(dev, torch.float32) * speech.shape[-1])
+    return loss, path

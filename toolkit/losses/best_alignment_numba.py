@@ -1,0 +1,158 @@
+"""CPU best-alignment DP + backtrace in numba, parallel over (layer x example) pairs.
+
+Same recurrences, tie-breaking and outputs as ``best_alignment_reference``. Each pair
+keeps two DP rows (previous / current) and an (n, m) uint8 pointer table; the
+frames_to_tokens and tokens_to_frames row updates read only the previous row, so the
+loop over tokens has no loop-carried dependency and LLVM vectorises it. The threads
+used are min(numba.get_num_threads(), torch.get_num_threads()).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+INF = np.float32(np.inf)
+
+
+@njit(cache=True, nogil=True)
+def _frames_to_tokens_one(c, n, m, frames, tokens):
+    ptr = np.empty((n, m), np.uint8)  # 1 = came diagonally (token advanced)
+    prev = np.full(m, INF, np.float32)
+    cur = np.empty(m, np.float32)
+    prev[0] = c[0, 0]
+    for i in range(1, n):
+        ci = c[i]
+        pi = ptr[i]
+        cur[0] = ci[0] + prev[0]
+        pi[0] = 0
+        for j in range(1, m):  # independent across j: vectorised
+            d = prev[j - 1]
+            s = prev[j]
+            t = d <= s
+            cur[j] = ci[j] + (d if t else s)
+            pi[j] = t
+        prev, cur = cur, prev
+    j = m - 1
+    for i in range(n - 1, -1, -1):
+        frames[i] = i
+        tokens[i] = j
+        if i > 0:
+            j -= ptr[i, j]
+    return prev[m - 1]
+
+
+@njit(cache=True, nogil=True)
+def _tokens_to_frames_one(c, n, m, frames, tokens):
+    ptr = np.empty((n, m), np.uint8)  # 1 = token j takes frame i
+    prev = np.full(m, INF, np.float32)  # E(-1, .)
+    cur = np.empty(m, np.float32)
+    for i in range(n):
+        ci = c[i]
+        pi = ptr[i]
+        take = np.float32(0.0) + ci[0]
+        t = take <= prev[0]
+        cur[0] = take if t else prev[0]
+        pi[0] = t
+        for j in range(1, m):  # independent across j: vectorised
+            take = prev[j - 1] + ci[j]
+            s = prev[j]
+            t = take <= s
+            cur[j] = take if t else s
+            pi[j] = t
+        prev, cur = cur, prev
+    j = m - 1
+    for i in range(n - 1, -1, -1):
+        if j < 0:
+            break
+        if ptr[i, j]:
+            frames[j] = i
+            tokens[j] = j
+            j -= 1
+    return prev[m - 1]
+
+
+@njit(cache=True, nogil=True)
+def _dtw_one(c, n, m, frames, tokens):
+    ptr = np.empty((n, m), np.uint8)  # 0 diagonal, 1 vertical, 2 horizontal
+    prev = np.empty(m, np.float32)
+    cur = np.empty(m, np.float32)
+    prev[0] = c[0, 0]
+    for j in range(1, m):
+        prev[j] = prev[j - 1] + c[0, j]
+        ptr[0, j] = 2
+    for i in range(1, n):
+        ci = c[i]
+        cur[0] = ci[0] + prev[0]
+        ptr[i, 0] = 1
+        for j in range(1, m):  # the horizontal step makes this a sequential scan
+            d = prev[j - 1]
+            s = prev[j]
+            best = d
+            step = 0
+            if s < d:
+                best = s
+                step = 1
+            if cur[j - 1] < best:
+                best = cur[j - 1]
+                step = 2
+            cur[j] = ci[j] + best
+            ptr[i, j] = step
+        prev, cur = cur, prev
+    i, j, k = n - 1, m - 1, 0
+    while True:  # backtrace into the tail, then shift to the front
+        frames[k] = i
+        tokens[k] = j
+        k += 1
+        if i == 0 and j == 0:
+            break
+        s = ptr[i, j]
+        if s == 0:
+            i -= 1
+            j -= 1
+        elif s == 1:
+            i -= 1
+        else:
+            j -= 1
+    frames[:k] = frames[:k][::-1].copy()
+    tokens[:k] = tokens[:k][::-1].copy()
+    return prev[m - 1], k
+
+
+@njit(parallel=True, cache=True)
+def _batch(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp):
+    for p in prange(cost.shape[0]):
+        n, m = n_lens[p], m_lens[p]
+        if kind == 0:
+            dp[p] = _frames_to_tokens_one(cost[p], n, m, frames[p], tokens[p])
+            lengths[p] = n
+        elif kind == 1:
+            dp[p] = _tokens_to_frames_one(cost[p], n, m, frames[p], tokens[p])
+            lengths[p] = m
+        else:
+            dp[p], lengths[p] = _dtw_one(cost[p], n, m, frames[p], tokens[p])
+
+
+KINDS = {"frames_to_tokens": 0, "tokens_to_frames": 1, "dtw": 2}
+
+
+def best_path_numba(cost: torch.Tensor, n_lens: torch.Tensor, m_lens: torch.Tensor, pattern: str):
+    """cost (P, N, M) float32 CPU (read zero-copy); lengths (P,). Outputs as the reference."""
+    P, N, M = cost.shape
+    c = cost.detach().float().contiguous().numpy()
+    nl = n_lens.long().contiguous().numpy()
+    ml = m_lens.long().contiguous().numpy()
+    K = {"frames_to_tokens": N, "tokens_to_frames": M, "dtw": N + M - 1}[pattern]
+    frames = np.full((P, K), -1, np.int64)
+    tokens = np.full((P, K), -1, np.int64)
+    lengths = np.zeros(P, np.int64)
+    dp = np.zeros(P, np.float32)
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(before, torch.get_num_threads())))
+    try:
+        _batch(c, nl, ml, KINDS[pattern], frames, tokens, lengths, dp)
+    finally:
+        numba.set_num_threads(before)
+    return (torch.from_numpy(frames), torch.from_numpy(tokens),
+            torch.from_numpy(lengths), torch.from_numpy(dp))
