@@ -1,0 +1,95 @@
+"""Lexicon: espeak phones for real words, the per-language cache, fallbacks, phone tables."""
+import pytest
+
+from toolkit.bin import make_lexicon
+from toolkit.text.lexicon import SPECIAL_PHONES, merge_lang_dirs, read_lexicon, read_phones
+from toolkit.text.phonemize import WordPhonemizer, is_speakable
+from toolkit.utils.fileio import InputError
+
+
+def write_text(path, lines):
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_real_words_get_plausible_ipa():
+    lex = WordPhonemizer("en-us")(["CAT", "SHE", "THE", "DOG"])
+    assert lex["CAT"] == ["k", "æ", "t"]
+    assert lex["SHE"][0] == "ʃ"
+    assert lex["THE"][0] == "ð"
+    assert lex["DOG"][0] == "d" and lex["DOG"][-1] in ("ɡ", "g")
+
+
+def test_other_language_uses_its_rules():
+    lex = WordPhonemizer("de")(["schön"])
+    assert lex["schön"][0] == "ʃ" and "øː" in lex["schön"]
+
+
+def test_batched_parallel_equals_one_by_one():
+    words = ["APPLE", "BANANA", "CHERRY", "DELTA", "ECHO", "FOXTROT", "GOLF"]
+    together = WordPhonemizer("en-us", nj=2, batch_size=2)(words)
+    alone = {w: WordPhonemizer("en-us")([w])[w] for w in words}
+    assert together == alone
+
+
+def test_junk_words_fall_back_instead_of_crashing():
+    ph = WordPhonemizer("en-us")
+    lex = ph(["HELLO", "42", "@@", "X1"])
+    assert lex["42"] == ph(["FOUR"])["FOUR"] + ph(["TWO"])["TWO"]  # spelled digit by digit
+    assert lex["@@"] == ["<unk>"]
+    assert ph.fallbacks == {"42": "spelled", "@@": "unk", "X1": "spelled"}
+    assert "HELLO" not in ph.fallbacks
+
+
+def test_is_speakable():
+    assert is_speakable("DON'T") and is_speakable("naïve") and is_speakable("中国")
+    assert not is_speakable("42") and not is_speakable("'") and not is_speakable("A+B")
+
+
+def test_rerun_with_cache_phonemizes_only_new_words(tmp_path):
+    text = write_text(tmp_path / "text", ["u1 HELLO WORLD", "u2 GOOD MORNING"])
+    cache = tmp_path / "cache"
+    first = make_lexicon.build_lang_dir([text], "en-us", tmp_path / "lang", cache=cache)
+    assert first.n_phonemized > 0
+    again = make_lexicon.build_lang_dir([text], "en-us", tmp_path / "lang", cache=cache)
+    assert again.n_phonemized == 0
+    more = write_text(tmp_path / "text2", ["u3 HELLO EVENING"])
+    bigger = make_lexicon.build_lang_dir([text, more], "en-us", tmp_path / "lang", cache=cache)
+    assert bigger.n_phonemized == 1  # only "evening"
+    assert set(read_lexicon(tmp_path / "lang" / "lexicon.txt")) == {"EVENING", "GOOD", "HELLO", "MORNING", "WORLD"}
+
+
+def test_cli_writes_lexicon_and_phone_table(tmp_path):
+    text = write_text(tmp_path / "text", ["u1 THE CAT", "u2 THE 7"])
+    assert make_lexicon.main(["--text", str(text), "--lang", "en-us", "--out", str(tmp_path / "lang")]) == 0
+    lex = read_lexicon(tmp_path / "lang" / "lexicon.txt")
+    table = read_phones(tmp_path / "lang" / "phones.txt")
+    assert [table[s] for s in SPECIAL_PHONES] == [0, 1, 2, 3]
+    assert all(p in table for ps in lex.values() for p in ps)
+    assert (tmp_path / "lang" / "fallbacks.txt").read_text() == "7 spelled\n"
+    assert (tmp_path / "lang" / "language").read_text() == "en-us\n"
+
+
+def test_merge_gives_one_inventory_over_languages(tmp_path):
+    make_lexicon.build_lang_dir([write_text(tmp_path / "en", ["a THE CAT"])], "en-us", tmp_path / "l_en")
+    make_lexicon.build_lang_dir([write_text(tmp_path / "de", ["b schön"])], "de", tmp_path / "l_de")
+    table = merge_lang_dirs([tmp_path / "l_en", tmp_path / "l_de"], tmp_path / "lang")
+    assert read_phones(tmp_path / "lang" / "phones.txt") == table
+    for lang in ("en-us", "de"):
+        lex = read_lexicon(tmp_path / "lang" / f"lexicon.{lang}.txt")
+        assert all(p in table for ps in lex.values() for p in ps)
+    assert {"ð", "øː"} <= set(table)
+    assert (tmp_path / "lang" / "languages").read_text() == "en-us\nde\n"
+
+
+def test_non_utf8_text_names_file_and_line(tmp_path):
+    bad = tmp_path / "text"
+    bad.write_bytes(b"u1 HELLO\nu2 CAF\xe9\n")
+    with pytest.raises(InputError, match=r"text:2: not valid UTF-8"):
+        make_lexicon.build_lang_dir([bad], "en-us", tmp_path / "lang")
+
+
+def test_read_phones_rejects_wrong_special_ids(tmp_path):
+    (tmp_path / "phones.txt").write_text("<unk> 0\n<pad> 1\n<mask> 2\n<wb> 3\n")
+    with pytest.raises(InputError, match="'<pad>' must have id 0"):
+        read_phones(tmp_path / "phones.txt")

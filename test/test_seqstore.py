@@ -1,0 +1,102 @@
+"""SeqStore: round trip, memory mapping, atomic replacement, and dump_text end to end."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from toolkit.bin import dump_text, make_lexicon, train_wordpiece
+from toolkit.text.lexicon import read_lexicon, read_phones
+from toolkit.text.seqstore import SeqStore, SeqStoreWriter
+from toolkit.utils.fileio import InputError
+
+ids = st.lists(st.integers(-2**31, 2**31 - 1), max_size=20)
+utts = st.lists(st.tuples(ids, ids), max_size=15)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(utts)
+def test_round_trip(tmp_path, data):
+    out = tmp_path / "seq"
+    with SeqStoreWriter(out) as w:
+        for i, (ph, tk) in enumerate(data):
+            w.add(f"utt{i:03d}", ph, tk)
+    s = SeqStore(out)
+    assert len(s) == len(data)
+    assert list(s.phone_lens) == [len(ph) for ph, _ in data]
+    assert list(s.token_lens) == [len(tk) for _, tk in data]
+    for i, (ph, tk) in enumerate(data):
+        uttid, p, t = s[i]
+        assert uttid == f"utt{i:03d}" and s.index_of(uttid) == i
+        assert p.dtype == np.int32 and t.dtype == np.int32
+        assert p.tolist() == ph and t.tolist() == tk
+
+
+def test_arrays_are_memory_mapped(tmp_path):
+    with SeqStoreWriter(tmp_path / "seq") as w:
+        w.add("a", [1, 2, 3], [4])
+    _, p, _ = SeqStore(tmp_path / "seq")[0]
+    assert isinstance(p, np.memmap)
+    assert (tmp_path / "seq" / "phones.int32").read_bytes() == np.array([1, 2, 3], "<i4").tobytes()
+
+
+def test_failed_write_leaves_old_store_untouched(tmp_path):
+    with SeqStoreWriter(tmp_path / "seq") as w:
+        w.add("old", [1], [1])
+    with pytest.raises(ValueError, match="duplicate utterance id 'x'"):
+        with SeqStoreWriter(tmp_path / "seq") as w:
+            w.add("x", [1], [1])
+            w.add("x", [2], [2])
+    assert SeqStore(tmp_path / "seq").uttids == ["old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seq"]  # no temp dirs left
+
+
+def test_incomplete_dir_is_not_a_store(tmp_path):
+    (tmp_path / "seq").mkdir()
+    with pytest.raises(InputError, match="uttids.txt: missing: not a complete SeqStore"):
+        SeqStore(tmp_path / "seq")
+
+
+def test_unknown_uttid_names_store(tmp_path):
+    with SeqStoreWriter(tmp_path / "seq") as w:
+        w.add("a", [], [])
+    with pytest.raises(KeyError, match="no utterance 'b'"):
+        SeqStore(tmp_path / "seq").index_of("b")
+
+
+@pytest.fixture(scope="module")
+def lang(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lang")
+    (d / "text").write_text("u1 THE CAT SAT\nu2 A DOG SAT ON THE MAT\n")
+    assert make_lexicon.main(["--text", str(d / "text"), "--out", str(d / "lang")]) == 0
+    assert train_wordpiece.main(["--text", str(d / "text"), "--vocab-size", "40", "--out", str(d / "lang")]) == 0
+    return d
+
+
+def test_dump_text_phones_follow_lexicon_with_word_boundaries(lang, tmp_path):
+    (tmp_path / "text").write_text("x1 THE CAT\nx2 SAT\n")
+    dump_text.dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq")
+    lex, table = read_lexicon(lang / "lang" / "lexicon.txt"), read_phones(lang / "lang" / "phones.txt")
+    s = SeqStore(tmp_path / "seq")
+    expect = [table[p] for p in lex["THE"]] + [table["<wb>"]] + [table[p] for p in lex["CAT"]]
+    assert s[0][1].tolist() == expect
+    assert s[1][1].tolist() == [table[p] for p in lex["SAT"]]
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=str(lang / "lang" / "wp40.model"))
+    assert s[0][2].tolist() == sp.encode("THE CAT") and s.uttids == ["x1", "x2"]
+
+
+def test_dump_text_counts_oov_words(lang, tmp_path):
+    (tmp_path / "text").write_text("x1 THE ZEBRA\nx2 ZEBRA 42\n")
+    conv = dump_text.dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq",
+                               oov="unk", chunk=1)
+    assert conv.oov_words == {"ZEBRA": 2, "42": 1}
+    assert SeqStore(tmp_path / "seq")[1][1].tolist() == [1, 3, 1]  # <unk> <wb> <unk>
+
+
+def test_dump_text_bad_line_names_file_and_line(lang, tmp_path):
+    (tmp_path / "text").write_text("x1 THE CAT\nx2\n")
+    rc = dump_text.main(["--lang-dir", str(lang / "lang"), "--bpe-model", str(lang / "lang" / "wp40.model"),
+                         "--text", str(tmp_path / "text"), "--out", str(tmp_path / "seq")])
+    assert rc == 1 and not (tmp_path / "seq").exists()
+    with pytest.raises(InputError, match=r"text:2: key 'x2' has no value"):
+        dump_text.dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq")

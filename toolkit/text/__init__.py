@@ -1,0 +1,1 @@
+"""Text side: phoneme lexicon (espeak-ng via phonemizer), wordpieces, token sequence stores."""
