@@ -1,0 +1,1 @@
+"""Embedded corpus synthesizer: espeak-ng TTS through ctypes, grammar sentences, corpus layouts."""

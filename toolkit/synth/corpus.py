@@ -1,0 +1,235 @@
+"""Plan and write a synthetic corpus in a real layout (LibriSpeech, MLS, Common Voice).
+
+:func:`plan_corpus` decides everything from the seed (sentences, speakers, ids, file
+names); :func:`write_corpus` renders the audio (one forked espeak child per utterance, so
+the bytes do not depend on ``nj`` or order) and the transcripts into a temp dir that is
+renamed into place, then writes a completion marker.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import soundfile as sf
+
+from toolkit.synth.espeak import TARGET_RATE, Voice, prepare_engine, synthesize_isolated
+from toolkit.synth.grammar import Grammar, format_text, generate_sentences
+from toolkit.synth.voices import VARIANTS, voices_for_splits
+
+LAYOUTS = ("librispeech", "mls", "commonvoice")
+LANGUAGE_NAMES = {"en": "english", "de": "german", "fr": "french", "es": "spanish", "nl": "dutch",
+                  "it": "italian", "pt": "portuguese", "pl": "polish"}
+LIBRISPEECH_SUBSETS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
+CV_COLUMNS = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents",
+              "locale", "segment"]
+CV_AGES = ["teens", "twenties", "thirties", "fourties", "fifties", "sixties"]
+
+
+@dataclass(frozen=True)
+class UttSpec:
+    split: str
+    speaker: str
+    group: str      # LibriSpeech chapter, MLS book, Common Voice client_id
+    uttid: str
+    text: str       # as written in the transcript files
+    voice: Voice
+    seed: int
+    relpath: str    # audio path relative to the corpus root
+
+
+@dataclass
+class CorpusPlan:
+    layout: str
+    lang: str
+    root: str                       # top-level name under --out (renamed into place)
+    utts: list[UttSpec]
+    text_only: list[str]
+    text_only_path: str             # relative to the root's parent
+    extra: dict = field(default_factory=dict)
+
+
+def _utt_seed(seed: int, uttid: str) -> int:
+    return zlib.crc32(f"{seed}:{uttid}".encode()) & 0x7FFFFFFF
+
+
+def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_text_only: int,
+                speakers: dict[str, int], utts_per_group: int) -> CorpusPlan:
+    """Everything but the audio, from ``seed``. ``counts``/``speakers``: per split."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")
+    if not 1 <= utts_per_group <= 999:
+        raise ValueError(f"utterances per chapter/book must be 1..999, got {utts_per_group}")
+    rng = random.Random(seed)
+    grammar = Grammar.load(lang)
+    total = sum(counts.values())
+    paired = generate_sentences(grammar, total, rng)
+    text_only = generate_sentences(grammar, num_text_only, rng, exclude=set(paired))
+    voices = voices_for_splits(lang, {s: min(speakers[s], counts[s]) for s in counts}, rng)
+    style = {"librispeech": "upper", "mls": "lower", "commonvoice": "written"}[layout]
+    ids = rng.sample(range(100, 10000), sum(len(v) for v in voices.values()))
+    groups = iter(rng.sample(range(10000, 999999), total))
+    utts: list[UttSpec] = []
+    start = 0
+    for split in ("train", "dev", "test"):
+        sents = paired[start:start + counts[split]]
+        start += counts[split]
+        for k, voice in enumerate(voices[split]):
+            mine = sents[k::len(voices[split])]
+            spk = str(ids.pop())
+            client = hashlib.sha512(f"{seed}:{spk}".encode()).hexdigest()
+            for c0 in range(0, len(mine), utts_per_group):
+                group = str(next(groups))
+                for i, sent in enumerate(mine[c0:c0 + utts_per_group]):
+                    text = format_text(sent, style)
+                    if layout == "librispeech":
+                        uttid = f"{spk}-{group}-{i:04d}"
+                        rel = f"{LIBRISPEECH_SUBSETS[split]}/{spk}/{group}/{uttid}.flac"
+                    elif layout == "mls":
+                        uttid = f"{spk}_{group}_{i:06d}"
+                        rel = f"{split}/audio/{spk}/{group}/{uttid}.flac"
+                    else:
+                        uttid = f"common_voice_{lang}_{group}{i:03d}"
+                        rel = f"clips/{uttid}.mp3"
+                        group = client
+                    utts.append(UttSpec(split, spk, group, uttid, text, voice, _utt_seed(seed, uttid), rel))
+    if layout == "librispeech":
+        root, lm_rel, lm_style = "LibriSpeech", "librispeech-lm-norm.txt.gz", "upper"
+    elif layout == "mls":
+        root = f"mls_{LANGUAGE_NAMES.get(lang, lang)}"
+        lm_rel, lm_style = f"{root}/lm_text.txt.gz", "lower"
+    else:
+        root, lm_rel, lm_style = f"cv-corpus/{lang}", f"cv-corpus/{lang}/text_only.txt.gz", "written"
+    return CorpusPlan(layout, lang, root, utts, [format_text(s, lm_style) for s in text_only], lm_rel)
+
+
+def _write_audio_task(args) -> float:
+    spec, root = args
+    path = Path(root) / spec.relpath
+    fmt = "MP3" if path.suffix == ".mp3" else "FLAC"
+
+    def write(samples):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, samples, TARGET_RATE, format=fmt)
+
+    try:
+        return synthesize_isolated(spec.text, spec.voice, spec.seed, write)
+    except RuntimeError as e:
+        raise RuntimeError(f"utterance {spec.uttid} ({spec.voice}): {e}") from None
+
+
+def _init_worker(voice_names):
+    prepare_engine(voice_names)
+
+
+def _write_text_files(plan: CorpusPlan, stage: Path) -> None:
+    root = stage / plan.root
+    by_key: dict[str, list[UttSpec]] = {}
+    for u in plan.utts:
+        by_key.setdefault(u.split if plan.layout != "librispeech" else os.path.dirname(u.relpath), []).append(u)
+    if plan.layout == "librispeech":
+        for chapter_dir, us in by_key.items():
+            spk, ch = chapter_dir.split("/")[-2:]
+            (root / chapter_dir).mkdir(parents=True, exist_ok=True)
+            (root / chapter_dir / f"{spk}-{ch}.trans.txt").write_text(
+                "".join(f"{u.uttid} {u.text}\n" for u in sorted(us, key=lambda u: u.uttid)), encoding="utf-8")
+        lines = [";ID  |SEX| SUBSET           |MINUTES| NAME"]
+        for spk, u in sorted({u.speaker: u for u in plan.utts}.items(), key=lambda kv: int(kv[0])):
+            sex = {"female": "F", "male": "M"}.get(VARIANTS[u.voice.variant], "M")
+            lines.append(f"{spk:<5}| {sex} | {LIBRISPEECH_SUBSETS[u.split]:<16} | 1.00  | {u.voice.espeak_name}")
+        (root / "SPEAKERS.TXT").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    elif plan.layout == "mls":
+        for split, us in by_key.items():
+            (root / split).mkdir(parents=True, exist_ok=True)
+            (root / split / "transcripts.txt").write_text(
+                "".join(f"{u.uttid}\t{u.text}\n" for u in sorted(us, key=lambda u: u.uttid)), encoding="utf-8")
+    else:
+        rows_all = []
+        for split, us in by_key.items():
+            rows = []
+            for u in us:
+                r = random.Random(u.seed)
+                rows.append([u.group, os.path.basename(u.relpath), u.text, str(r.randint(2, 5)),
+                             str(r.randint(0, 1)), CV_AGES[int(u.speaker) % len(CV_AGES)],
+                             VARIANTS[u.voice.variant], "", plan.lang, ""])
+            _write_tsv(root / f"{split}.tsv", rows)
+            rows_all += rows
+        _write_tsv(root / "validated.tsv", sorted(rows_all, key=lambda r: r[1]))
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as gz:  # mtime=0: same bytes each run
+        gz.write("".join(s + "\n" for s in plan.text_only).encode("utf-8"))
+    (stage / plan.text_only_path).parent.mkdir(parents=True, exist_ok=True)
+    (stage / plan.text_only_path).write_bytes(buf.getvalue())
+
+
+def _write_tsv(path: Path, rows: list[list[str]]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n", escapechar=None)
+        w.writerow(CV_COLUMNS)
+        w.writerows(rows)
+
+
+def marker_path(out: Path, plan: CorpusPlan) -> Path:
+    return out / f".synthesize_{plan.layout}_{plan.lang}.done"
+
+
+def write_corpus(plan: CorpusPlan, out: str | Path, settings: dict, nj: int = 1, overwrite: bool = False,
+                 progress: bool = True) -> dict:
+    """Render ``plan`` under ``out``; returns stats. Idempotent: a finished identical run is skipped."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    marker = marker_path(out, plan)
+    targets = [out / plan.root] + ([out / plan.text_only_path] if plan.layout == "librispeech" else [])
+    if marker.exists() and json.loads(marker.read_text()) == settings and all(t.exists() for t in targets):
+        return {"skipped": True}
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} already exist(s) and are not this exact corpus; "
+                              "remove them or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".synth-{plan.layout}-", dir=out))
+    try:
+        t0 = time.time()
+        _write_text_files(plan, stage)
+        tasks = [(u, str(stage / plan.root)) for u in plan.utts]
+        voice_names = sorted({u.voice.espeak_name for u in plan.utts})
+        bar = tqdm(total=len(tasks), desc=f"synthesize {plan.layout}/{plan.lang}", unit="utt", disable=not progress,
+                   mininterval=1.0)
+        seconds = 0.0
+        if nj <= 1:
+            _init_worker(voice_names)
+            for task in tasks:
+                seconds += _write_audio_task(task)
+                bar.update()
+        else:
+            with multiprocessing.get_context("fork").Pool(nj, _init_worker, (voice_names,)) as pool:
+                for dur in pool.imap_unordered(_write_audio_task, tasks, chunksize=8):
+                    seconds += dur
+                    bar.update()
+        bar.close()
+        wall = time.time() - t0
+        for t in targets:
+            if t.exists():
+                shutil.rmtree(t) if t.is_dir() else t.unlink()
+            t.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / t.relative_to(out), t)
+        with open(marker.with_name(marker.name + ".tmp"), "w") as f:
+            json.dump(settings, f, sort_keys=True)
+        os.replace(marker.with_name(marker.name + ".tmp"), marker)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return {"skipped": False, "utterances": len(plan.utts), "audio_seconds": seconds, "wall_seconds": wall,
+            "speed": seconds / max(wall, 1e-9), "text_only": len(plan.text_only)}

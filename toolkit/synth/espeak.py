@@ -1,0 +1,155 @@
+"""Text-to-speech through ctypes on the libespeak-ng shipped by the ``espeakng-loader`` wheel.
+
+espeak-ng keeps global state (voice, parameters, wave generator phase, echo buffer,
+random noise generator) that leaks from one utterance into the next, so the same text
+can come out differently depending on what was said before. For byte-identical output
+:func:`synthesize_isolated` forks a child from a process whose espeak was initialised
+but never used, and the child says exactly one utterance with a seeded noise generator.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+AUDIO_OUTPUT_SYNCHRONOUS = 2
+POS_CHARACTER = 1
+espeakCHARS_UTF8 = 1
+espeakRATE, espeakPITCH, espeakRANGE = 1, 3, 4
+ESPEAK_RATE = 22050
+TARGET_RATE = 16000
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One synthetic speaker: an espeak language+variant plus prosody settings."""
+
+    lang: str       # espeak voice name, e.g. "en", "de", "fr", "es"
+    variant: str    # espeak variant under voices/!v, e.g. "f2", "m3", "klatt"
+    pitch: int      # 0..100, espeak default 50
+    rate: int       # words per minute, espeak default 175
+    range: int      # pitch range 0..100, espeak default 50
+
+    @property
+    def espeak_name(self) -> str:
+        return f"{self.lang}+{self.variant}"
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
+                ("text_position", ctypes.c_int), ("length", ctypes.c_int),
+                ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                ("user_data", ctypes.c_void_p), ("id", ctypes.c_void_p * 2)]
+
+
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                  ctypes.POINTER(_Event))
+
+
+class Espeak:
+    """The process-wide espeak-ng engine (one per process: the library is a singleton)."""
+
+    _instance: "Espeak | None" = None
+
+    def __init__(self):
+        import espeakng_loader
+
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        rate = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
+        if rate != ESPEAK_RATE:
+            raise RuntimeError(f"espeak_Initialize failed or gave an unexpected rate ({rate})")
+        self._lib = lib
+        self._chunks: list[np.ndarray] = []
+
+        def collect(wav, n, _events):
+            if n > 0:
+                self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+            return 0  # 0 = keep going
+
+        self._callback = _SynthCallback(collect)  # keep a reference: ctypes does not
+        lib.espeak_SetSynthCallback(self._callback)
+
+    @classmethod
+    def get(cls) -> "Espeak":
+        if cls._instance is None:
+            cls._instance = Espeak()
+        return cls._instance
+
+    def has_voice(self, name: str) -> bool:
+        return self._lib.espeak_SetVoiceByName(name.encode()) == 0
+
+    def synthesize(self, text: str, voice: Voice, seed: int = 0) -> np.ndarray:
+        """Say ``text``; returns int16 samples at 16 kHz, shape (T,). Not isolated: see module doc."""
+        lib = self._lib
+        if lib.espeak_SetVoiceByName(voice.espeak_name.encode()) != 0:
+            raise ValueError(f"espeak-ng has no voice '{voice.espeak_name}'")
+        for param, value in ((espeakRATE, voice.rate), (espeakPITCH, voice.pitch), (espeakRANGE, voice.range)):
+            lib.espeak_SetParameter(param, value, 0)
+        lib.espeak_ng_SetRandSeed(seed)
+        self._chunks = []
+        data = text.encode("utf-8")
+        err = lib.espeak_Synth(data, len(data) + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, None, None)
+        if err != 0:
+            raise RuntimeError(f"espeak_Synth failed with code {err} on {text!r}")
+        lib.espeak_Synchronize()
+        wav = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)  # (T22,)
+        self._chunks = []
+        if len(wav) == 0:
+            raise RuntimeError(f"espeak produced no audio for {text!r} with voice {voice}")
+        out = soxr.resample(wav.astype(np.float32), ESPEAK_RATE, TARGET_RATE)  # (T,)
+        return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+
+
+def synthesize_isolated(text: str, voice: Voice, seed: int, write) -> float:
+    """Synthesize in a forked child so no espeak state leaks between utterances.
+
+    ``write(samples_int16)`` runs in the child (e.g. writes the audio file). Returns the
+    duration in seconds. Call from a process whose :class:`Espeak` was created but has not
+    synthesized anything (see :func:`prepare_engine`). Raises RuntimeError with the child's
+    message if it fails.
+    """
+    engine = Espeak.get()
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: one utterance, then exit without running Python's atexit
+        os.close(rfd)
+        status = 0
+        try:
+            samples = engine.synthesize(text, voice, seed)
+            write(samples)
+            msg = struct.pack("<q", len(samples))
+        except BaseException as e:  # noqa: BLE001 - must report everything to the parent
+            msg = struct.pack("<q", -1) + f"{type(e).__name__}: {e}".encode("utf-8", "replace")
+            status = 1
+        os.write(wfd, msg)
+        os.close(wfd)
+        os._exit(status)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        reply = f.read()
+    os.waitpid(pid, 0)
+    if len(reply) < 8:
+        raise RuntimeError(f"synthesis child died on {text!r} ({voice})")
+    n = struct.unpack("<q", reply[:8])[0]
+    if n < 0:
+        raise RuntimeError(reply[8:].decode("utf-8", "replace"))
+    return n / TARGET_RATE
+
+
+def prepare_engine(voice_names: list[str]) -> Espeak:
+    """Create the engine and check every voice exists, without synthesizing anything."""
+    engine = Espeak.get()
+    missing = [v for v in voice_names if not engine.has_voice(v)]
+    if missing:
+        raise ValueError(f"espeak-ng voices not found: {', '.join(missing)}")
+    return engine

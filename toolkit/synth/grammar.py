@@ -1,0 +1,165 @@
+"""Sentence generator: a small random grammar with gender agreement, read from YAML.
+
+A grammar file (``toolkit/resources/grammar/<lang>.yaml``) holds
+
+- ``words``: plain word lists per category (``agent_m: [farmer, ...]``). An entry may be
+  several words ("in the kitchen") or inflected forms ``m|f|n`` picked by gender.
+- ``rules``: upper-case symbols, each a list of alternatives. In an alternative,
+  ``{name}`` expands a rule or picks a word, ``[ ... ]`` is an optional segment.
+- ``genders``: e.g. ``[m, f, n]``. Each alternative draws one gender that all its slots
+  agree on: ``{agent}`` reads ``agent_<g>`` when that list exists, ``a|b|c`` entries give
+  the form of gender ``g``. Nested rules draw their own gender.
+- ``rewrites``: regex substitutions applied to the finished sentence (elision, "de le"->"du").
+
+Sentences come out lower-case with punctuation ("," "?" "." from the rules); callers
+format them per corpus layout with :func:`format_text`.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit.utils.config import load_yaml
+
+GRAMMAR_DIR = Path(__file__).resolve().parents[1] / "resources" / "grammar"
+_SLOT = re.compile(r"\{([A-Za-z_]+)\}")
+_OPTIONAL = re.compile(r"\[([^\[\]]*)\]")
+_PUNCT = re.compile(r"[^\w\s']", re.UNICODE)
+MAX_DEPTH = 8
+
+
+def available_languages() -> list[str]:
+    return sorted(p.stem for p in GRAMMAR_DIR.glob("*.yaml"))
+
+
+@dataclass
+class Grammar:
+    lang: str
+    words: dict[str, list[str]]
+    rules: dict[str, list[str]]
+    genders: list[str]
+    rewrites: list[tuple[re.Pattern, str]]
+    start: str = "S"
+    optional_p: float = 0.5
+
+    @classmethod
+    def load(cls, lang: str, path: str | Path | None = None) -> "Grammar":
+        path = Path(path) if path is not None else GRAMMAR_DIR / f"{lang}.yaml"
+        if not path.exists():
+            raise FileNotFoundError(f"no grammar for language '{lang}' ({path}); have: {available_languages()}")
+        cfg = load_yaml(path)
+        words = {k: [str(w).strip().lower() for w in v] for k, v in cfg["words"].items()}
+        g = cls(lang=cfg.get("language", lang), words=words,
+                rules={k: [str(a) for a in v] for k, v in cfg["rules"].items()},
+                genders=[str(x) for x in cfg.get("genders", [])],
+                rewrites=[(re.compile(a), b) for a, b in cfg.get("rewrites", [])],
+                optional_p=float(cfg.get("optional_p", 0.5)))
+        g.check(path)
+        return g
+
+    def _slot_list(self, name: str, gender: str | None) -> list[str] | None:
+        if gender is not None and f"{name}_{gender}" in self.words:
+            return self.words[f"{name}_{gender}"]
+        return self.words.get(name)
+
+    def _genders_for(self, alternative: str) -> list[str | None]:
+        """Genders every word slot of this alternative can agree on."""
+        if not self.genders:
+            return [None]
+        names = [n for n in _SLOT.findall(alternative) if n not in self.rules]
+        return [g for g in self.genders if all(self._slot_list(n, g) is not None for n in names)]
+
+    def check(self, path) -> None:
+        """Every slot resolves, every word list is reachable, no alternative is impossible."""
+        used = set()
+        for sym, alts in self.rules.items():
+            for alt in alts:
+                for name in _SLOT.findall(alt):
+                    if name in self.rules:
+                        continue
+                    lists = [k for k in self.words
+                             if k == name or (k.rsplit("_", 1)[0] == name and k.rsplit("_", 1)[-1] in self.genders)]
+                    if not lists:
+                        raise ValueError(f"{path}: rule {sym}: slot {{{name}}} is neither a rule nor a word list")
+                    used.update(lists)
+                if not self._genders_for(alt):
+                    raise ValueError(f"{path}: rule {sym}: no gender fits every slot of '{alt}'")
+        unused = sorted(set(self.words) - used)
+        if unused:
+            raise ValueError(f"{path}: word lists never used by a rule: {unused}")
+        if self.start not in self.rules:
+            raise ValueError(f"{path}: no start rule '{self.start}'")
+
+    def vocabulary(self) -> set[str]:
+        """Every word the lists can produce (inflected forms split, punctuation dropped)."""
+        vocab = set()
+        for entries in self.words.values():
+            for entry in entries:
+                vocab.update(_PUNCT.sub(" ", entry.replace("|", " ")).split())
+        return vocab
+
+    def expand(self, symbol: str, rng: random.Random, depth: int = 0) -> str:
+        if depth > MAX_DEPTH:
+            raise RecursionError(f"grammar {self.lang}: rule {symbol} recurses deeper than {MAX_DEPTH}")
+        alt = rng.choice(self.rules[symbol])
+        gender = rng.choice(self._genders_for(alt))
+        alt = _OPTIONAL.sub(lambda m: m.group(1) if rng.random() < self.optional_p else "", alt)
+
+        def fill(m: re.Match) -> str:
+            name = m.group(1)
+            if name in self.rules:
+                return self.expand(name, rng, depth + 1)
+            entry = rng.choice(self._slot_list(name, gender))
+            if "|" in entry:
+                forms = entry.split("|")
+                entry = forms[self.genders.index(gender)] if len(forms) == len(self.genders) else forms[0]
+            return entry
+
+        return _SLOT.sub(fill, alt)
+
+    def sentence(self, rng: random.Random) -> str:
+        """One sentence, lower-case, single-spaced, punctuation attached to words."""
+        text = " ".join(self.expand(self.start, rng).split())
+        text = re.sub(r"\s+([,.?!])", r"\1", text)
+        for pattern, repl in self.rewrites:
+            text = pattern.sub(repl, text)
+        return text
+
+
+def normalize_words(text: str) -> str:
+    """Drop punctuation except apostrophes, collapse spaces, lower-case."""
+    return " ".join(_PUNCT.sub(" ", text.replace("\u2019", "'")).lower().split())
+
+
+def format_text(sentence: str, style: str) -> str:
+    """``upper`` (LibriSpeech), ``lower`` (MLS) or ``written`` (Common Voice: capitalised, punctuated)."""
+    if style == "upper":
+        return normalize_words(sentence).upper()
+    if style == "lower":
+        return normalize_words(sentence)
+    if style == "written":
+        s = sentence.strip()
+        s = s[:1].upper() + s[1:]
+        return s if s[-1:] in ".?!" else s + "."
+    raise ValueError(f"unknown text style '{style}'")
+
+
+def generate_sentences(grammar: Grammar, n: int, rng: random.Random, exclude: set[str] | None = None,
+                       min_words: int = 3, max_words: int = 20) -> list[str]:
+    """``n`` distinct sentences (by their normalised words), none of them in ``exclude``."""
+    seen = set(exclude or ())
+    out: list[str] = []
+    tries = 0
+    while len(out) < n:
+        tries += 1
+        if tries > 50 * n + 1000:
+            raise RuntimeError(f"grammar {grammar.lang}: only {len(out)} distinct sentences after {tries} tries")
+        s = grammar.sentence(rng)
+        key = normalize_words(s)
+        if key in seen or not (min_words <= len(key.split()) <= max_words):
+            continue
+        seen.add(key)
+        out.append(s)
+    return out
