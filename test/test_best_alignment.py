@@ -1,0 +1,304 @@
+"""Best-alignment consistency loss: exact against brute-force enumeration, kernels agree."""
+import itertools
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from toolkit.losses import best_alignment_cuda, best_alignment_numba, best_alignment_reference
+from toolkit.losses.best_alignment import best_alignment, best_alignment_loss, best_path
+
+PATTERNS = ["frames_to_tokens", "dtw", "tokens_to_frames"]
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ---- brute force: every valid alignment, as (frames, tokens, tie key) -------------------------
+def _f2t_paths(n, m):
+    for ups in itertools.combinations(range(1, n), m - 1):  # frames where the token advances
+        tokens = [sum(u <= i for u in ups) for i in range(n)]
+        yield list(range(n)), tokens, tuple(reversed(tokens))  # backtrace prefers the diagonal
+
+
+def _t2f_paths(n, m):
+    for frames in itertools.combinations(range(n), m):
+        yield list(frames), list(range(m)), tuple(-f for f in reversed(frames))  # latest frames
+
+
+def _dtw_paths(n, m):
+    def back(i, j):  # (reversed pairs, step codes from the end): 0 diag, 1 vertical, 2 horizontal
+        if i == 0 and j == 0:
+            yield [(0, 0)], []
+            return
+        for code, (di, dj) in enumerate([(1, 1), (1, 0), (0, 1)]):
+            if i - di >= 0 and j - dj >= 0:
+                for pairs, codes in back(i - di, j - dj):
+                    yield pairs + [(i, j)], [code] + codes
+    for pairs, codes in back(n - 1, m - 1):
+        yield [p[0] for p in pairs], [p[1] for p in pairs], tuple(codes)
+
+
+ENUM = {"frames_to_tokens": _f2t_paths, "tokens_to_frames": _t2f_paths, "dtw": _dtw_paths}
+
+
+def brute_force(a, t, pattern):
+    """(best cost, best frames, best tokens, margin to the runner-up) with the documented ties."""
+    c = ((a[:, None, :].astype(np.float64) - t[None, :, :]) ** 2).sum(-1)  # (n, m)
+    scored = sorted((float(c[f, g].sum()), key, f, g) for f, g, key in ENUM[pattern](len(a), len(t)))
+    margin = scored[1][0] - scored[0][0] if len(scored) > 1 else np.inf
+    return scored[0][0], scored[0][2], scored[0][3], margin
+
+
+def _ours(a, t, pattern, **kw):
+    A, T = torch.tensor(a)[None], torch.tensor(t)[None]
+    loss, path = best_alignment_loss(A, torch.tensor([len(a)]), T, torch.tensor([len(t)]),
+                                     pattern=pattern, normalize="none", **kw)
+    k = int(path.lengths[0])
+    return loss[0].item(), path.frames[0, :k].tolist(), path.tokens[0, :k].tolist(), float(path.dp_cost[0])
+
+
+@st.composite
+def problems(draw, pattern, integer=False):
+    m = draw(st.integers(1, 5))
+    n = draw(st.integers(1 if pattern == "dtw" else m, 8))
+    d = draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    if integer:  # exact in float32, so ties are real ties
+        return (rng.integers(-2, 3, (n, d)).astype(np.float32), rng.integers(-2, 3, (m, d)).astype(np.float32))
+    return rng.normal(size=(n, d)).astype(np.float32), rng.normal(size=(m, d)).astype(np.float32)
+
+
+# ---- exactness ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_loss_and_path_equal_brute_force_on_random_floats(pattern, backend):
+    @FAST
+    @given(problems(pattern))
+    def check(problem):
+        a, t = problem
+        best, frames, tokens, margin = brute_force(a, t, pattern)
+        loss, f, g, dp = _ours(a, t, pattern, backend=backend)
+        assert loss == pytest.approx(best, rel=1e-4, abs=1e-4)
+        assert dp == pytest.approx(best, rel=1e-4, abs=1e-3)
+        if margin > 1e-3:
+            assert (f, g) == (frames, tokens)
+    check()
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_ties_follow_documented_rule_on_integer_inputs(pattern):
+    @FAST
+    @given(problems(pattern, integer=True))
+    def check(problem):
+        a, t = problem
+        best, frames, tokens, _ = brute_force(a, t, pattern)
+        loss, f, g, dp = _ours(a, t, pattern)
+        assert loss == best and dp == best
+        assert (f, g) == (frames, tokens)
+    check()
+
+
+def test_all_equal_costs_give_documented_paths():
+    a, t = np.zeros((6, 2), np.float32), np.zeros((3, 2), np.float32)
+    _, f, g, _ = _ours(a, t, "frames_to_tokens")
+    assert g == [0, 0, 0, 0, 1, 2]  # diagonal preferred from the end: extra frames go to token 0
+    _, f, g, _ = _ours(a, t, "tokens_to_frames")
+    assert f == [3, 4, 5]  # each token takes the latest optimal frame
+    _, f, g, _ = _ours(np.zeros((3, 2), np.float32), np.zeros((5, 2), np.float32), "dtw")
+    assert list(zip(f, g)) == [(0, 0), (0, 1), (0, 2), (1, 3), (2, 4)]
+
+
+# ---- gradients -------------------------------------------------------------------------------
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("normalize", ["frames", "tokens", "dim", "none"])
+def test_gradient_equals_autograd_through_brute_force_best_path(pattern, normalize):
+    rng = np.random.default_rng(7)
+    n, m, d = 7, 4, 3
+    a, t = rng.normal(size=(n, d)).astype(np.float32), rng.normal(size=(m, d)).astype(np.float32)
+    _, frames, tokens, margin = brute_force(a, t, pattern)
+    assert margin > 1e-3
+    A = torch.tensor(a, dtype=torch.float64, requires_grad=True)
+    T = torch.tensor(t, dtype=torch.float64, requires_grad=True)
+    ref = ((A[frames] - T[tokens]) ** 2).sum() / {"frames": n, "tokens": m, "dim": n * d, "none": 1}[normalize]
+    ref.backward()
+    A2 = torch.tensor(a)[None].requires_grad_()
+    T2 = torch.tensor(t)[None].requires_grad_()
+    loss, _ = best_alignment_loss(A2, torch.tensor([n]), T2, torch.tensor([m]), pattern=pattern, normalize=normalize)
+    loss.sum().backward()
+    assert loss[0].item() == pytest.approx(ref.item(), rel=1e-5)
+    torch.testing.assert_close(A2.grad[0].double(), A.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(T2.grad[0].double(), T.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_frames_off_the_path_get_no_gradient():
+    a = torch.randn(1, 9, 4, requires_grad=True)
+    t = torch.randn(1, 3, 4, requires_grad=True)
+    loss, path = best_alignment_loss(a, torch.tensor([9]), t, torch.tensor([3]), pattern="tokens_to_frames")
+    loss.sum().backward()
+    on_path = torch.zeros(9, dtype=torch.bool)
+    on_path[path.frames[0, :3]] = True
+    assert (a.grad[0][~on_path] == 0).all() and (a.grad[0][on_path] != 0).any()
+
+
+# ---- batching, padding, stacking ------------------------------------------------------------
+def _batch(rng, lens_n, lens_m, d, pad_n=0, pad_m=0):
+    B = len(lens_n)
+    a = torch.tensor(rng.normal(size=(B, max(lens_n) + pad_n, d)), dtype=torch.float32)
+    t = torch.tensor(rng.normal(size=(B, max(lens_m) + pad_m, d)), dtype=torch.float32)
+    return a, torch.tensor(lens_n), t, torch.tensor(lens_m)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_result_does_not_depend_on_padding(pattern):
+    rng = np.random.default_rng(3)
+    a, nl, t, ml = _batch(rng, [12, 7, 9], [5, 3, 4], 6)
+    big_a = torch.cat([a, 1e3 * torch.randn(3, 11, 6)], 1)  # garbage padding
+    big_t = torch.cat([t, 1e3 * torch.randn(3, 4, 6)], 1)
+    l1, p1 = best_alignment_loss(a, nl, t, ml, pattern=pattern)
+    l2, p2 = best_alignment_loss(big_a, nl, big_t, ml, pattern=pattern)
+    torch.testing.assert_close(l1, l2)
+    for b in range(3):
+        k = int(p1.lengths[b])
+        assert torch.equal(p1.frames[b, :k], p2.frames[b, :k]) and torch.equal(p1.tokens[b, :k], p2.tokens[b, :k])
+        solo, _ = best_alignment_loss(a[b:b + 1, :nl[b]], nl[b:b + 1], t[b:b + 1, :ml[b]], ml[b:b + 1], pattern=pattern)
+        torch.testing.assert_close(solo[0], l1[b])
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_stacked_layers_equal_per_layer_calls(pattern):
+    nl, ml = torch.tensor([10, 6]), torch.tensor([4, 5])
+    a, t = torch.randn(3, 2, 10, 5), torch.randn(3, 2, 6, 5)
+    loss, path = best_alignment_loss(a, nl, t, ml, pattern=pattern)
+    assert loss.shape == (3, 2) and path.frames.shape[:2] == (3, 2)
+    for layer in range(3):
+        one, p = best_alignment_loss(a[layer], nl, t[layer], ml, pattern=pattern)
+        torch.testing.assert_close(loss[layer], one)
+        assert torch.equal(path.frames[layer], p.frames) and torch.equal(path.tokens[layer], p.tokens)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_large_values_do_not_overflow(dtype):
+    torch.manual_seed(0)
+    a = (300 * torch.randn(2, 12, 16)).to(dtype)  # squares ~1e5 overflow float16
+    t = (300 * torch.randn(2, 5, 16)).to(dtype)
+    nl, ml = torch.tensor([12, 9]), torch.tensor([5, 4])
+    loss, path = best_alignment_loss(a.requires_grad_(), nl, t, ml)
+    ref, ref_path = best_alignment_loss(a.float(), nl, t.float(), ml)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss).all()
+    torch.testing.assert_close(loss, ref, rtol=1e-4, atol=0)
+    assert torch.equal(path.tokens, ref_path.tokens)
+    loss.sum().backward()
+    assert a.grad.dtype == dtype
+
+
+# ---- n < m, bad input ----------------------------------------------------------------------
+def test_fewer_frames_than_tokens_raises_naming_the_example():
+    a, nl, t, ml = _batch(np.random.default_rng(0), [8, 3], [4, 5], 2)
+    with pytest.raises(ValueError, match=r"example 1 \(utt-b\).*3 speech frames < 5.*fallback='dtw'"):
+        best_alignment_loss(a, nl, t, ml, names=["utt-a", "utt-b"])
+    with pytest.raises(ValueError, match="example 1: 3 speech frames < 5"):
+        best_alignment_loss(a, nl, t, ml, pattern="tokens_to_frames")
+
+
+def test_dtw_fallback_handles_only_the_short_examples():
+    a, nl, t, ml = _batch(np.random.default_rng(1), [8, 3], [4, 5], 2)
+    loss, path = best_alignment_loss(a, nl, t, ml, fallback="dtw")
+    f2t, _ = best_alignment_loss(a[:1], nl[:1], t[:1, :4], ml[:1])
+    dtw, p = best_alignment_loss(a[1:, :3], nl[1:], t[1:], ml[1:], pattern="dtw")
+    torch.testing.assert_close(loss, torch.cat([f2t, dtw]))
+    assert int(path.lengths[1]) == int(p.lengths[0]) and int(path.lengths[0]) == 8
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"pattern": "viterbi"}, "unknown pattern"), ({"normalize": "batch"}, "unknown normalize"),
+    ({"fallback": "skip"}, "unknown fallback"), ({"backend": "fpga"}, "unknown backend")])
+def test_bad_options_are_named(kwargs, message):
+    a, nl, t, ml = _batch(np.random.default_rng(0), [4], [2], 2)
+    with pytest.raises(ValueError, match=message):
+        best_alignment_loss(a, nl, t, ml, **kwargs)
+
+
+def test_lengths_beyond_the_tensor_are_rejected():
+    a, nl, t, ml = _batch(np.random.default_rng(0), [4, 3], [2, 2], 2)
+    with pytest.raises(ValueError, match="example 0: lengths n=9"):
+        best_alignment_loss(a, torch.tensor([9, 3]), t, ml)
+    with pytest.raises(ValueError, match="example 1: lengths n=3, m=0"):
+        best_alignment_loss(a, nl, t, torch.tensor([2, 0]))
+
+
+# ---- kernels agree ------------------------------------------------------------------------
+def _random_problem(seed, P=6, N=40, M=15):
+    g = torch.Generator().manual_seed(seed)
+    cost = torch.rand(P, N, M, generator=g)
+    n = torch.randint(M, N + 1, (P,), generator=g)
+    m = torch.randint(1, M + 1, (P,), generator=g)
+    return cost, n, m
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_numba_kernel_equals_torch_reference(pattern):
+    for seed in range(3):
+        cost, n, m = _random_problem(seed)
+        ours = best_alignment_numba.best_path_numba(cost, n, m, pattern)
+        ref = best_alignment_reference.best_path_reference(cost, n, m, pattern)
+        for x, y in zip(ours, ref):
+            assert torch.equal(x, y)
+
+
+def test_numba_kernel_respects_thread_settings():
+    import numba
+    cost, n, m = _random_problem(0)
+    before = numba.get_num_threads()
+    one = best_path(cost, n, m, backend="numba")
+    torch.set_num_threads(1)  # the kernel takes min(numba, torch) threads and restores numba's
+    try:
+        again = best_path(cost, n, m, backend="numba")
+    finally:
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", before)))
+    assert numba.get_num_threads() == before
+    assert all(torch.equal(x, y) for x, y in zip(one, again))
+
+
+def test_cuda_kernels_agree_with_numba_in_the_cuda_simulator():
+    code = (
+        "import numpy as np, torch\n"
+        "from toolkit.losses import best_alignment_cuda as C, best_alignment_numba as Nb\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "c = torch.rand(3, 7, 4, generator=g); n = torch.tensor([7, 5, 4]); m = torch.tensor([4, 2, 4])\n"
+        "for pat in ['frames_to_tokens', 'tokens_to_frames', 'dtw']:\n"
+        "    a = C.best_path_host(c.numpy(), n.numpy(), m.numpy(), pat)\n"
+        "    b = Nb.best_path_numba(c, n, m, pat)\n"
+        "    assert all(np.array_equal(x, y.numpy()) for x, y in zip(a, b)), pat\n"
+        "print('ok')\n")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.skipif(not best_alignment_cuda.available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_cuda_kernel_equals_cpu_kernel(pattern):
+    cost, n, m = _random_problem(5, P=8, N=120, M=40)
+    gpu = best_path(cost.cuda(), n.cuda(), m.cuda(), pattern, backend="cuda")
+    cpu = best_path(cost, n, m, pattern, backend="numba")
+    for x, y in zip(gpu, cpu):
+        assert torch.equal(x.cpu(), y)
+    a = torch.randn(2, 3, 30, 8, device="cuda", requires_grad=True)
+    t = torch.randn(2, 3, 10, 8, device="cuda")
+    loss, path = best_alignment_loss(a, torch.tensor([30, 20, 10]), t, torch.tensor([10, 5, 10]))
+    cpu_loss, _ = best_alignment_loss(a.detach().cpu(), torch.tensor([30, 20, 10]), t.cpu(), torch.tensor([10, 5, 10]))
+    torch.testing.assert_close(loss.detach().cpu(), cpu_loss, rtol=1e-5, atol=1e-5)
+    loss.sum().backward()
+
+
+def test_best_alignment_alone_returns_path_without_grad():
+    a = torch.randn(2, 6, 3, requires_grad=True)
+    t = torch.randn(2, 4, 3)
+    path = best_alignment(a, torch.tensor([6, 5]), t, torch.tensor([4, 2]))
+    assert path.frames.shape == (2, 6) and path.lengths.tolist() == [6, 5]
+    assert path.tokens[1, 5].item() == -1 and not path.dp_cost.requires_grad
