@@ -246,3 +246,48 @@ def test_cli_missing_hypothesis_names_the_utterance_and_writes_nothing(tmp_path)
         score_cli.main(["--ref", str(tmp_path / "ref.trn"), "--hyp", str(tmp_path / "hyp.trn"),
                         "--out", str(tmp_path / "score_wer")])
     assert not (tmp_path / "score_wer").exists()
+
+
+# --- RESULTS.md ----------------------------------------------------------------------------
+
+def scored_decode(exp, name, refs, hyps, utt2lang=None):
+    d = exp / name
+    write_trn(d / "ref.trn", refs)
+    write_trn(d / "hyp.trn", hyps)
+    score_cli.main(["--ref", str(d / "ref.trn"), "--hyp", str(d / "hyp.trn"), "--out", str(d / "score_wer")])
+    if utt2lang:
+        (d / "utt2lang").write_text("".join(f"{u} {lang}\n" for u, lang in utt2lang.items()))
+
+
+def test_make_results_tabulates_each_mode_and_set(tmp_path):
+    from toolkit.bin import make_results
+    exp = tmp_path / "exp" / "tag"
+    scored_decode(exp, "decode_full_test_clean", REFS, HYPS)
+    scored_decode(exp, "decode_streaming_test_clean", REFS, REFS)
+    (exp / "config.yaml").write_text("model: joint\n")
+    assert make_results.main(["--exp", str(exp)]) == 0
+    text = (exp / "RESULTS.md").read_text()
+    assert "### WER: full\n\n|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|\n|---|" in text
+    assert "|test_clean|5|13|38.5|46.2|15.4|15.4|76.9|100.0|" in text
+    assert "### WER: streaming" in text and "|test_clean|5|13|100.0|0.0|0.0|0.0|0.0|0.0|" in text
+    assert "- torch version: `" in text and "config.yaml`" in text
+
+
+def test_make_results_adds_per_language_and_pooled_rows(tmp_path):
+    from toolkit.bin import make_results
+    exp = tmp_path / "tag"
+    refs = {"en1-1": "a b", "en1-2": "c d", "de1-1": "e f g h"}
+    hyps = {"en1-1": "a b", "en1-2": "c x", "de1-1": "e"}
+    scored_decode(exp, "decode_full_dev", refs, hyps, {"en1-1": "en", "en1-2": "en", "de1-1": "de"})
+    text = make_results.make_results(exp)
+    assert "|language|Snt|Wrd|" in text
+    assert "|de|1|4|25.0|0.0|75.0|0.0|75.0|100.0|" in text
+    assert "|en|2|4|75.0|25.0|0.0|0.0|25.0|50.0|" in text
+    assert "|pooled|3|8|50.0|12.5|37.5|0.0|50.0|66.7|" in text
+
+
+def test_make_results_without_scores_is_an_error(tmp_path):
+    from toolkit.bin import make_results
+    (tmp_path / "decode_full_x").mkdir()
+    with pytest.raises(InputError, match="no decode_"):
+        make_results.make_results(tmp_path)
