@@ -1,0 +1,1 @@
+"""Decoding: greedy and beam search for HAT transducers, streaming search sessions."""

@@ -1,0 +1,106 @@
+"""Transducer (RNN-T) loss on already-normalised log-probabilities (e.g. HAT outputs).
+
+The forward-backward only reads two slices of the lattice: the blank log-prob at every
+(t, u) and the log-prob of the next target label. They are gathered with torch (any
+device), the DP runs in a numba kernel on the CPU over (B, T, U+1) floats, and the
+gradient flows back into the full lattice through the gather. Because the input is taken
+as log-probabilities (no log_softmax inside), the gradient is exact only when each
+lattice row is normalised, which HAT outputs are.
+
+Memory: the caller's lattice is B x T x (U+1) x V floats (e.g. 32 x 250 x 80 x 256 x 4 B
+= 655 MB, x ~3 with the joint hidden layer and gradients); this module adds only
+O(B T U). Keep the lattice bounded by computing it per sub-batch
+(:meth:`toolkit.models.hat.HatDecoder.loss` does, with recomputation in backward).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _logaddexp(a, b):
+    if a == -np.inf:
+        return b
+    if b == -np.inf:
+        return a
+    m = max(a, b)
+    return m + np.log1p(np.exp(-abs(a - b)))
+
+
+@njit(parallel=True, cache=True)
+def _forward_backward(blank_lp, label_lp, t_lens, u_lens, costs, grad_blank, grad_label):
+    """blank_lp (B, T, U+1), label_lp (B, T, U) -> costs (B,), grads of the NLL (same shapes)."""
+    for b in prange(blank_lp.shape[0]):
+        T, U = t_lens[b], u_lens[b]
+        alpha = np.full((T, U + 1), -np.inf)
+        beta = np.full((T, U + 1), -np.inf)
+        alpha[0, 0] = 0.0
+        for t in range(T):
+            for u in range(U + 1):
+                if t == 0 and u == 0:
+                    continue
+                a = -np.inf
+                if t > 0:
+                    a = alpha[t - 1, u] + blank_lp[b, t - 1, u]
+                if u > 0:
+                    a = _logaddexp(a, alpha[t, u - 1] + label_lp[b, t, u - 1])
+                alpha[t, u] = a
+        for t in range(T - 1, -1, -1):
+            for u in range(U, -1, -1):
+                if t == T - 1:
+                    bb = blank_lp[b, t, u] if u == U else -np.inf  # the final blank ends the path
+                else:
+                    bb = beta[t + 1, u] + blank_lp[b, t, u]
+                if u < U:
+                    bb = _logaddexp(bb, beta[t, u + 1] + label_lp[b, t, u])
+                beta[t, u] = bb
+        loglik = beta[0, 0]
+        costs[b] = -loglik
+        for t in range(T):
+            for u in range(U + 1):
+                nxt = 0.0 if (t == T - 1 and u == U) else (beta[t + 1, u] if t < T - 1 else -np.inf)
+                grad_blank[b, t, u] = -np.exp(alpha[t, u] + blank_lp[b, t, u] + nxt - loglik)
+                if u < U:
+                    grad_label[b, t, u] = -np.exp(alpha[t, u] + label_lp[b, t, u] + beta[t, u + 1] - loglik)
+
+
+class _TransducerNLL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, blank_lp, label_lp, t_lens, u_lens):
+        bl = blank_lp.detach().to("cpu", torch.float64).numpy()
+        ll = label_lp.detach().to("cpu", torch.float64).numpy()
+        costs = np.zeros(bl.shape[0])
+        gb, gl = np.zeros_like(bl), np.zeros_like(ll)
+        _forward_backward(bl, ll, t_lens.cpu().numpy().astype(np.int64),
+                          u_lens.cpu().numpy().astype(np.int64), costs, gb, gl)
+        ctx.save_for_backward(torch.from_numpy(gb).to(blank_lp), torch.from_numpy(gl).to(label_lp))
+        return torch.from_numpy(costs).to(blank_lp)
+
+    @staticmethod
+    def backward(ctx, grad_cost):
+        gb, gl = ctx.saved_tensors
+        g = grad_cost[:, None, None]
+        return gb * g, gl * g, None, None
+
+
+def transducer_loss(log_probs: torch.Tensor, targets: torch.Tensor, logit_lens: torch.Tensor,
+                    target_lens: torch.Tensor, blank: int = 0) -> torch.Tensor:
+    """Negative log-likelihood per utterance (B,) of targets under a transducer lattice.
+
+    log_probs (B, T, U+1, V) normalised over V; targets (B, U) int64 (padding ignored);
+    logit_lens (B,) in 1..T; target_lens (B,) in 0..U. Raises ValueError on bad lengths.
+    """
+    B, T, U1, V = log_probs.shape
+    if targets.shape[0] != B or targets.shape[1] < U1 - 1:
+        raise ValueError(f"targets {tuple(targets.shape)} do not fit lattice {tuple(log_probs.shape)}")
+    if (logit_lens < 1).any() or (logit_lens > T).any():
+        raise ValueError(f"logit_lens must be in 1..{T}, got {logit_lens.tolist()}")
+    if (target_lens < 0).any() or (target_lens > U1 - 1).any():
+        raise ValueError(f"target_lens must be in 0..{U1 - 1}, got {target_lens.tolist()}")
+    targets = targets[:, : U1 - 1]
+    blank_lp = log_probs[..., blank]  # (B, T, U+1)
+    idx = targets.clamp(0, V - 1)[:, None, :, None].expand(B, T, U1 - 1, 1)
+    label_lp = log_probs[:, :, : U1 - 1].gather(3, idx).squeeze(3)  # (B, T, U)
+    return _TransducerNLL.apply(blank_lp, label_lp, logit_lens, target_lens)

@@ -1,0 +1,236 @@
+"""The joint speech-text model: cascaded-encoder HAT ASR trained on paired speech+text
+(HAT losses + best-alignment consistency) and on text alone (masked phonemes -> HAT).
+
+    speech: fbank -> audio encoder (causal) ─┐
+    text:   phonemes -> text encoder ────────┴> shared encoder (chunked) -> streaming HAT
+                                                      └> cascaded encoder (full) -> full HAT
+
+Loss choices (documented contract):
+- paired batch:  ``loss = hat_stream + hat_full + cons_weight * cons``, where ``cons`` is the
+  mean over ``cons_layers`` of the batch-mean best-alignment loss between the speech path
+  and the *unmasked* text path of the same utterance (as in the paper: masking is a text
+  augmentation for the text-only HAT loss; consistency compares clean text).
+- text batch:    ``loss = text_weight * (hat_text_stream + hat_text_full)``.
+HAT terms are per-utterance negative log-likelihoods averaged over the batch.
+Layer names: ``encoder`` (audio vs text encoder outputs), ``shared.<i>``, ``cascaded.<i>``
+(1-based); ``cons_layers: all`` means ``encoder`` + every shared layer.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+
+import torch
+from torch import nn
+
+from toolkit.models.encoders import (AUDIO_ENCODERS, AUDIO_ENCODERS_INJECTED, ENCODERS, ENCODERS_INJECTED,
+                                     TEXT_ENCODERS, TEXT_ENCODERS_INJECTED)
+from toolkit.models.hat import JOINERS, PREDICTORS, HatDecoder
+from toolkit.nn.subsampling import Conv2dSubsampling
+from toolkit.utils.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+# component -> (registry, keys the model fills in and a config may not set)
+COMPONENTS = {
+    "audio_encoder": (AUDIO_ENCODERS, AUDIO_ENCODERS_INJECTED),
+    "text_encoder": (TEXT_ENCODERS, TEXT_ENCODERS_INJECTED),
+    "shared_encoder": (ENCODERS, ENCODERS_INJECTED),
+    "cascaded_encoder": (ENCODERS, ENCODERS_INJECTED),
+    "predictor": (PREDICTORS, {"vocab_size"}),
+    "joiner": (JOINERS, {"enc_dim", "pred_dim", "vocab_size"}),
+}
+
+
+def build_component(kind: str, name: str, conf: dict | None, **injected):
+    registry, reserved = COMPONENTS[kind]
+    conf = dict(conf or {})
+    clash = sorted(set(conf) & reserved)
+    if clash:
+        raise ConfigError(f"{kind}_conf: key(s) {', '.join(clash)} are set by the model, remove them")
+    return registry.build(name, conf, **injected)
+
+
+class JointSpeechTextModel(nn.Module):
+    def __init__(self, vocab_size: int, num_phones: int, chunk_size: int = 8, left_chunks: int = 4,
+                 audio_encoder: str = "conformer", audio_encoder_conf: dict | None = None,
+                 text_encoder: str = "conformer", text_encoder_conf: dict | None = None,
+                 shared_encoder: str = "conformer", shared_encoder_conf: dict | None = None,
+                 cascaded_encoder: str = "conformer", cascaded_encoder_conf: dict | None = None,
+                 predictor: str = "lstm", predictor_conf: dict | None = None,
+                 joiner: str = "hat", joiner_conf: dict | None = None,
+                 share_decoder: bool = False, text_weight: float = 1.0, cons_weight: float = 0.05,
+                 cons_layers: str | list = "all", cons_normalize: str = "frames",
+                 max_lattice_elems: int = 2 ** 25):
+        super().__init__()
+        chunking = {"chunk_size": chunk_size, "left_chunks": left_chunks}
+        self.audio_encoder = build_component("audio_encoder", audio_encoder, audio_encoder_conf, **chunking)
+        self.text_encoder = build_component("text_encoder", text_encoder, text_encoder_conf, num_phones=num_phones)
+        if self.text_encoder.output_dim != self.audio_encoder.output_dim:
+            raise ConfigError(f"text_encoder d_model {self.text_encoder.output_dim} != audio_encoder d_model "
+                              f"{self.audio_encoder.output_dim}: both feed the shared encoder")
+        self.shared_encoder = build_component("shared_encoder", shared_encoder, shared_encoder_conf,
+                                              input_dim=self.audio_encoder.output_dim, causal=True, **chunking)
+        self.cascaded_encoder = build_component("cascaded_encoder", cascaded_encoder, cascaded_encoder_conf,
+                                                input_dim=self.shared_encoder.output_dim, causal=False,
+                                                chunk_size=0, left_chunks=-1)
+
+        def make_decoder(enc_dim):
+            pred = build_component("predictor", predictor, predictor_conf, vocab_size=vocab_size)
+            join = build_component("joiner", joiner, joiner_conf, enc_dim=enc_dim, pred_dim=pred.output_dim,
+                                   vocab_size=vocab_size)
+            return HatDecoder(pred, join, vocab_size, max_lattice_elems)
+
+        self.stream_decoder = make_decoder(self.shared_encoder.output_dim)
+        if share_decoder:
+            if self.cascaded_encoder.output_dim != self.shared_encoder.output_dim:
+                raise ConfigError("share_decoder needs shared and cascaded encoders of the same d_model")
+            self.full_decoder = self.stream_decoder
+        else:
+            self.full_decoder = make_decoder(self.cascaded_encoder.output_dim)
+
+        self.layer_names = (["encoder"] + [f"shared.{i + 1}" for i in range(len(self.shared_encoder.layers))]
+                            + [f"cascaded.{i + 1}" for i in range(len(self.cascaded_encoder.layers))])
+        if cons_layers == "all":
+            cons_layers = self.layer_names[: 1 + len(self.shared_encoder.layers)]
+        unknown = [n for n in cons_layers if n not in self.layer_names]
+        if isinstance(cons_layers, str) or unknown:
+            raise ConfigError(f"cons_layers: unknown layer(s) {unknown or cons_layers}; "
+                              f"use 'all' or a list of {self.layer_names}")
+        self.cons_layers = list(cons_layers)
+        self.text_weight, self.cons_weight, self.cons_normalize = text_weight, cons_weight, cons_normalize
+        self.consistency_enabled = True
+        self.cons_skipped = 0  # examples with fewer speech frames than phonemes, skipped
+        self.chunk_size = chunk_size
+        self.chunk_size_frames = chunk_size * Conv2dSubsampling.stride
+        self.lookahead_frames = Conv2dSubsampling.receptive_field - Conv2dSubsampling.stride
+
+    # --- training ---------------------------------------------------------------------
+    def set_consistency(self, enabled: bool) -> None:
+        self.consistency_enabled = bool(enabled)
+
+    def forward(self, batch: dict) -> dict:
+        if batch["kind"] == "paired":
+            return self._forward_paired(batch)
+        if batch["kind"] == "text":
+            return self._forward_text(batch)
+        raise ValueError(f"batch kind must be 'paired' or 'text', got {batch['kind']!r}")
+
+    def _forward_paired(self, b):
+        speech = self._path(*self.audio_encoder(b["feats"], b["feat_lens"]), need_layers=self._cons_on())
+        out = {"hat_stream": self.stream_decoder.loss(speech["shared"], speech["lens"], b["tokens"],
+                                                      b["token_lens"]).mean(),
+               "hat_full": self.full_decoder.loss(speech["cascaded"], speech["lens"], b["tokens"],
+                                                  b["token_lens"]).mean()}
+        out["loss"] = out["hat_stream"] + out["hat_full"]
+        if self._cons_on():
+            text_enc = self.text_encoder(b["phones"], b["phone_lens"], mask=False)
+            text = self._path(text_enc, b["phone_lens"], need_layers=True)
+            per_layer = []
+            for name in self.cons_layers:
+                c = self._consistency(speech["layers"][name], speech["lens"], text["layers"][name], text["lens"])
+                out[f"cons/{name}"] = c
+                per_layer.append(c)
+            out["cons"] = torch.stack(per_layer).mean()
+            out["loss"] = out["loss"] + self.cons_weight * out["cons"]
+        return out
+
+    def _forward_text(self, b):
+        text = self._path(self.text_encoder(b["phones"], b["phone_lens"], mask=True), b["phone_lens"])
+        out = {"hat_text_stream": self.stream_decoder.loss(text["shared"], text["lens"], b["tokens"],
+                                                           b["token_lens"]).mean(),
+               "hat_text_full": self.full_decoder.loss(text["cascaded"], text["lens"], b["tokens"],
+                                                       b["token_lens"]).mean()}
+        out["loss"] = self.text_weight * (out["hat_text_stream"] + out["hat_text_full"])
+        return out
+
+    def _cons_on(self):
+        return self.consistency_enabled and bool(self.cons_layers)
+
+    def _path(self, enc, lens, need_layers=False):
+        """Encoder output (B, n, D) -> shared (+ per-layer) -> cascaded."""
+        shared, shared_layers = self.shared_encoder(enc, lens, return_layers=True)
+        need_cascaded_layers = need_layers and any(n.startswith("cascaded.") for n in self.cons_layers)
+        cascaded, casc_layers = self.cascaded_encoder(shared, lens, return_layers=True)
+        layers = {"encoder": enc}
+        layers.update({f"shared.{i + 1}": x for i, x in enumerate(shared_layers)})
+        if need_cascaded_layers or not self.training:
+            layers.update({f"cascaded.{i + 1}": x for i, x in enumerate(casc_layers)})
+        return {"shared": shared, "cascaded": cascaded, "lens": lens, "layers": layers}
+
+    def _consistency(self, speech, speech_lens, text, text_lens):
+        """Batch mean of best_alignment_loss; examples with n < m use DTW or are skipped."""
+        from toolkit.losses.best_alignment import best_alignment_loss
+
+        kwargs = {"pattern": "frames_to_tokens", "normalize": self.cons_normalize}
+        ok = speech_lens >= text_lens
+        if "fallback" in inspect.signature(best_alignment_loss).parameters:
+            kwargs["fallback"] = "dtw"
+            ok = torch.ones_like(ok)
+        elif not ok.all():
+            self.cons_skipped += int((~ok).sum())
+            log.warning("consistency: skipped %d example(s) with fewer frames than phonemes (total %d)",
+                        int((~ok).sum()), self.cons_skipped)
+            if not ok.any():
+                return speech.sum() * 0.0
+        loss, _ = best_alignment_loss(speech[ok], speech_lens[ok], text[ok], text_lens[ok], **kwargs)
+        return loss.mean()
+
+    # --- inference --------------------------------------------------------------------
+    def encode(self, feats, feat_lens, mode: str = "full"):
+        """feats (B, T, F) -> (B, T', D), (B,). mode 'streaming' (shared) or 'full' (cascaded)."""
+        if mode not in ("streaming", "full"):
+            raise ValueError(f"mode must be 'streaming' or 'full', got {mode!r}")
+        enc, lens = self.audio_encoder(feats, feat_lens)
+        enc = self.shared_encoder(enc, lens)
+        return (enc if mode == "streaming" else self.cascaded_encoder(enc, lens)), lens
+
+    def decoder(self, mode: str) -> HatDecoder:
+        if mode not in ("streaming", "full"):
+            raise ValueError(f"mode must be 'streaming' or 'full', got {mode!r}")
+        return self.stream_decoder if mode == "streaming" else self.full_decoder
+
+    def consistency_representations(self, feats, feat_lens, phones, phone_lens):
+        """Per layer (every name in ``layer_names``): (name, speech (B, n, d), speech_lens,
+        text (B, m, d), text_lens). Text is not masked; call in eval mode."""
+        speech = self._path(*self.audio_encoder(feats, feat_lens), need_layers=True)
+        text = self._path(self.text_encoder(phones, phone_lens, mask=False), phone_lens, need_layers=True)
+        return [(n, speech["layers"][n], speech["lens"], text["layers"][n], text["lens"])
+                for n in self.layer_names if n in speech["layers"] and n in text["layers"]]
+
+    # --- streaming (first pass) -------------------------------------------------------
+    def init_stream(self, batch_size: int = 1) -> dict:
+        return {"batch_size": batch_size, "feat_buf": None, "sub_buf": None,
+                "audio": self.audio_encoder.conformer.init_cache(), "shared": self.shared_encoder.init_cache()}
+
+    def encode_chunk(self, feats_piece, state):
+        """feats_piece (B, t, F), any t >= 0 -> (newly final shared-encoder frames (B, t', D), state)."""
+        state = dict(state)
+        sub, state["feat_buf"] = self.audio_encoder.subsampling.forward_stream(feats_piece, state["feat_buf"])
+        buf = sub if state["sub_buf"] is None else torch.cat([state["sub_buf"], sub], dim=1)
+        outs = []
+        while buf.shape[1] >= self.chunk_size:
+            outs.append(self._stream_step(buf[:, : self.chunk_size], state))
+            buf = buf[:, self.chunk_size:]
+        state["sub_buf"] = buf
+        return self._cat(outs, state), state
+
+    def encode_chunk_final(self, state):
+        """Flush the last partial chunk at the end of the utterance -> (frames, state)."""
+        state = dict(state)
+        outs = []
+        if state["sub_buf"] is not None and state["sub_buf"].shape[1] > 0:
+            outs.append(self._stream_step(state["sub_buf"], state))
+        state["sub_buf"] = None
+        return self._cat(outs, state), state
+
+    def _stream_step(self, chunk, state):
+        x, state["audio"] = self.audio_encoder.conformer.forward_chunk(chunk, state["audio"])
+        x, state["shared"] = self.shared_encoder.forward_chunk(x, state["shared"])
+        return x
+
+    def _cat(self, outs, state):
+        if outs:
+            return torch.cat(outs, dim=1)
+        p = next(self.parameters())
+        return p.new_zeros(state["batch_size"], 0, self.shared_encoder.output_dim)
