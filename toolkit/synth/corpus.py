@@ -1,9 +1,9 @@
 """Plan and write a synthetic corpus in a real layout (LibriSpeech, MLS, Common Voice).
 
 :func:`plan_corpus` decides everything from the seed (sentences, speakers, ids, file
-names); :func:`write_corpus` renders the audio (one forked espeak child per utterance, so
-the bytes do not depend on ``nj`` or order) and the transcripts into a temp dir that is
-renamed into place, then writes a completion marker.
+names); :func:`write_corpus` renders the audio (one forked espeak child per chapter /
+book / Common Voice speaker, so the bytes depend on neither ``nj`` nor order) and the
+transcripts into a temp dir that is renamed into place, then writes a completion marker.
 """
 from __future__ import annotations
 
@@ -114,19 +114,19 @@ def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_t
     return CorpusPlan(layout, lang, root, utts, [format_text(s, lm_style) for s in text_only], lm_rel)
 
 
-def _write_audio_task(args) -> float:
-    spec, root = args
-    path = Path(root) / spec.relpath
-    fmt = "MP3" if path.suffix == ".mp3" else "FLAC"
+def _write_audio_group(args) -> float:
+    """Synthesize one chapter/book/speaker group in a fresh espeak child; returns seconds of audio."""
+    specs, root = args
 
-    def write(samples):
+    def write(i, samples):
+        path = Path(root) / specs[i].relpath
         path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, samples, TARGET_RATE, format=fmt)
+        sf.write(path, samples, TARGET_RATE, format="MP3" if path.suffix == ".mp3" else "FLAC")
 
     try:
-        return synthesize_isolated(spec.text, spec.voice, spec.seed, write)
+        return sum(synthesize_isolated([(u.text, u.voice, u.seed) for u in specs], write))
     except RuntimeError as e:
-        raise RuntimeError(f"utterance {spec.uttid} ({spec.voice}): {e}") from None
+        raise RuntimeError(f"speaker {specs[0].speaker} ({specs[0].voice}): {e}") from None
 
 
 def _init_worker(voice_names):
@@ -204,21 +204,24 @@ def write_corpus(plan: CorpusPlan, out: str | Path, settings: dict, nj: int = 1,
     try:
         t0 = time.time()
         _write_text_files(plan, stage)
-        tasks = [(u, str(stage / plan.root)) for u in plan.utts]
+        groups: dict[tuple[str, str], list[UttSpec]] = {}
+        for u in plan.utts:
+            groups.setdefault((u.speaker, u.group), []).append(u)
+        tasks = [(g, str(stage / plan.root)) for g in groups.values()]
         voice_names = sorted({u.voice.espeak_name for u in plan.utts})
-        bar = tqdm(total=len(tasks), desc=f"synthesize {plan.layout}/{plan.lang}", unit="utt", disable=not progress,
+        bar = tqdm(total=len(plan.utts), desc=f"synthesize {plan.layout}/{plan.lang}", unit="utt", disable=not progress,
                    mininterval=1.0)
         seconds = 0.0
         if nj <= 1:
             _init_worker(voice_names)
             for task in tasks:
-                seconds += _write_audio_task(task)
-                bar.update()
+                seconds += _write_audio_group(task)
+                bar.update(len(task[0]))
         else:
             with multiprocessing.get_context("fork").Pool(nj, _init_worker, (voice_names,)) as pool:
-                for dur in pool.imap_unordered(_write_audio_task, tasks, chunksize=8):
+                for task, dur in zip(tasks, pool.imap(_write_audio_group, tasks)):
                     seconds += dur
-                    bar.update()
+                    bar.update(len(task[0]))
         bar.close()
         wall = time.time() - t0
         for t in targets:

@@ -4,7 +4,8 @@ espeak-ng keeps global state (voice, parameters, wave generator phase, echo buff
 random noise generator) that leaks from one utterance into the next, so the same text
 can come out differently depending on what was said before. For byte-identical output
 :func:`synthesize_isolated` forks a child from a process whose espeak was initialised
-but never used, and the child says exactly one utterance with a seeded noise generator.
+but never used; the child says a fixed group of utterances (e.g. one chapter), each with
+a seeded noise generator, so the bytes depend only on that group.
 """
 from __future__ import annotations
 
@@ -110,40 +111,47 @@ class Espeak:
         return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
-def synthesize_isolated(text: str, voice: Voice, seed: int, write) -> float:
-    """Synthesize in a forked child so no espeak state leaks between utterances.
+def synthesize_isolated(items: list[tuple[str, Voice, int]], write) -> list[float]:
+    """Say ``items`` (text, voice, seed) in a forked child that starts from a clean engine.
 
-    ``write(samples_int16)`` runs in the child (e.g. writes the audio file). Returns the
-    duration in seconds. Call from a process whose :class:`Espeak` was created but has not
-    synthesized anything (see :func:`prepare_engine`). Raises RuntimeError with the child's
-    message if it fails.
+    The child says them in order, calling ``write(i, samples_int16)`` for each (e.g. to
+    write the audio file), so the result depends only on ``items``, never on what this
+    process said before. Returns the durations in seconds. Call from a process whose
+    :class:`Espeak` was created but has not synthesized (see :func:`prepare_engine`).
+    Raises RuntimeError with the child's message if it fails.
     """
     engine = Espeak.get()
     rfd, wfd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: one utterance, then exit without running Python's atexit
+    if pid == 0:  # child: exit without running Python's atexit or flushing the parent's buffers
         os.close(rfd)
-        status = 0
+        status, msg = 0, b""
         try:
-            samples = engine.synthesize(text, voice, seed)
-            write(samples)
-            msg = struct.pack("<q", len(samples))
-        except BaseException as e:  # noqa: BLE001 - must report everything to the parent
-            msg = struct.pack("<q", -1) + f"{type(e).__name__}: {e}".encode("utf-8", "replace")
+            for i, (text, voice, seed) in enumerate(items):
+                samples = engine.synthesize(text, voice, seed)
+                write(i, samples)
+                msg += struct.pack("<q", len(samples))
+        except BaseException as e:  # noqa: BLE001 - everything must reach the parent
+            msg += struct.pack("<q", -1) + f"{type(e).__name__}: {e}".encode("utf-8", "replace")
             status = 1
-        os.write(wfd, msg)
-        os.close(wfd)
+        view = memoryview(msg)
+        while view:
+            view = view[os.write(wfd, view):]
         os._exit(status)
     os.close(wfd)
     with os.fdopen(rfd, "rb") as f:
         reply = f.read()
     os.waitpid(pid, 0)
-    if len(reply) < 8:
-        raise RuntimeError(f"synthesis child died on {text!r} ({voice})")
-    n = struct.unpack("<q", reply[:8])[0]
-    if n < 0:
-        raise RuntimeError(reply[8:].decode("utf-8", "replace"))
-    return n / TARGET_RATE
+    durations = []
+    for off in range(0, len(reply) - len(reply) % 8, 8):
+        n = struct.unpack("<q", reply[off:off + 8])[0]
+        if n < 0:
+            text = items[len(durations)][0]
+            raise RuntimeError(f"{text!r}: {reply[off + 8:].decode('utf-8', 'replace')}")
+        durations.append(n / TARGET_RATE)
+    if len(durations) != len(items):
+        raise RuntimeError(f"synthesis child died after {len(durations)} of {len(items)} utterances")
+    return durations
 
 
 def prepare_engine(voice_names: list[str]) -> Espeak:
