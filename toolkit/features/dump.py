@@ -1,0 +1,155 @@
+"""Feature dumping for a Kaldi data dir, split into jobs, then merged.
+
+Job ``j`` of ``nj`` takes the j-th contiguous slice of the utterances (as
+``split_scp.pl``) and writes ``feats.<j>.ark``, ``feats.<j>.scp``, ``utt2num_frames.<j>``.
+:func:`merge_jobs` writes ``utt2num_frames`` and, last, ``feats.scp`` only when every job's
+outputs exist and cover exactly the expected utterances; a job that starts deletes the
+merged files, so a stale ``feats.scp`` never points into a rewritten ark.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from toolkit.data.kaldi_map import c_sort_key, iter_kaldi_map, read_kaldi_map, write_kaldi_map
+from toolkit.features.ark import ArkScpWriter
+from toolkit.features.audio import cut_segment, read_recording, speed_perturb
+from toolkit.features.fbank import SAMPLE_RATE, FbankExtractor
+from toolkit.utils.fileio import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    uttid: str
+    audio: str  # wav.scp value: path or "cmd |"
+    start: float = 0.0  # seconds, from segments
+    end: float = -1.0  # -1: to the end of the recording
+    recording: str = ""
+
+
+def list_utterances(data_dir: str | os.PathLike) -> list[Utterance]:
+    """Utterances with their audio; every transcript in ``text`` must have audio."""
+    data_dir = Path(data_dir)
+    wav = read_kaldi_map(data_dir / "wav.scp")
+    if (data_dir / "segments").exists():
+        utts = []
+        for lineno, uttid, value in iter_kaldi_map(data_dir / "segments"):
+            parts = value.split()
+            try:
+                rec, start, end = parts[0], float(parts[1]), float(parts[2])
+                if len(parts) != 3:
+                    raise ValueError
+            except (ValueError, IndexError):
+                raise InputError(data_dir / "segments", f"utterance '{uttid}': expected "
+                                 "'<utt> <recording> <start> <end>'", lineno) from None
+            if rec not in wav:
+                raise InputError(data_dir / "segments", f"utterance '{uttid}': recording '{rec}' "
+                                 "is not in wav.scp", lineno)
+            if end >= 0 and end <= start:
+                raise InputError(data_dir / "segments", f"utterance '{uttid}': end {end} <= start {start}", lineno)
+            utts.append(Utterance(uttid, wav[rec], start, end, rec))
+    else:
+        utts = [Utterance(uttid, spec, recording=uttid) for uttid, spec in wav.items()]
+    have = {u.uttid for u in utts}
+    if len(have) != len(utts):
+        raise InputError(data_dir / "segments", "duplicate utterance ids")
+    if (data_dir / "text").exists():
+        source = "segments" if (data_dir / "segments").exists() else "wav.scp"
+        for lineno, uttid, _ in iter_kaldi_map(data_dir / "text", allow_empty_value=True):
+            if uttid not in have:
+                raise InputError(data_dir / "text", f"utterance '{uttid}' has a transcript but no audio "
+                                 f"(not in {source})", lineno)
+    return sorted(utts, key=lambda u: c_sort_key(u.uttid))
+
+
+def job_slice(items: list, nj: int, job: int) -> list:
+    """The ``job``-th (1-based) of ``nj`` contiguous, near-equal slices."""
+    if not 1 <= job <= nj:
+        raise ValueError(f"job {job} not in 1..{nj}")
+    n = len(items)
+    return items[(job - 1) * n // nj: job * n // nj]
+
+
+def perturbed_id(uttid: str, factor: float) -> str:
+    return uttid if factor == 1.0 else f"sp{factor:g}-{uttid}"
+
+
+def expected_ids(utts: list[Utterance], speeds: list[float]) -> list[str]:
+    return sorted((perturbed_id(u.uttid, f) for u in utts for f in speeds), key=c_sort_key)
+
+
+def job_paths(out: Path, job: int) -> tuple[Path, Path, Path]:
+    return out / f"feats.{job}.ark", out / f"feats.{job}.scp", out / f"utt2num_frames.{job}"
+
+
+def dump_job(data_dir: str | os.PathLike, out: str | os.PathLike, nj: int = 1, job: int = 1,
+             compress: bool = False, speeds: tuple[float, ...] = (1.0,),
+             extractor: FbankExtractor | None = None, progress: bool = True) -> int:
+    """Compute and write one job's features; returns the number of feature matrices."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ark, scp, u2nf = job_paths(out, job)
+    for stale in (out / "feats.scp", out / "utt2num_frames", scp, u2nf):
+        stale.unlink(missing_ok=True)
+    extractor = extractor or FbankExtractor()
+    utts = job_slice(list_utterances(data_dir), nj, job)
+    frames: dict[str, str] = {}
+    cached: tuple[str, np.ndarray, int] | None = None  # consecutive segments share a recording
+    bar = tqdm(utts, desc=f"fbank job {job}/{nj}", unit="utt", disable=not progress,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    with ArkScpWriter(ark, scp, compress=compress) as writer:
+        for u in bar:
+            if cached is None or cached[0] != u.audio:
+                samples, rate = read_recording(u.audio, u.uttid)
+                cached = (u.audio, samples, rate)
+            _, samples, rate = cached
+            if u.end >= 0 or u.start > 0:
+                samples = cut_segment(samples, rate, u.start, u.end, u.uttid, u.audio)
+            for factor in speeds:
+                key = perturbed_id(u.uttid, factor)
+                x = speed_perturb(samples, rate, factor, SAMPLE_RATE, key, u.audio)
+                feats = extractor.compute(x, SAMPLE_RATE)  # (T, 80)
+                if len(feats) == 0:
+                    raise InputError(u.audio, f"utterance '{key}': {len(x)} samples at {SAMPLE_RATE} Hz "
+                                     "is shorter than one 25 ms frame (empty or truncated audio?)")
+                writer.write(key, feats)
+                frames[key] = str(len(feats))
+    write_kaldi_map(u2nf, frames, sort=False)
+    log.info("job %d/%d: %d utterances, %d feature matrices -> %s", job, nj, len(utts), len(frames), ark)
+    return len(frames)
+
+
+def merge_jobs(data_dir: str | os.PathLike, out: str | os.PathLike, nj: int,
+               speeds: tuple[float, ...] = (1.0,)) -> Path:
+    """Concatenate job outputs into ``feats.scp`` + ``utt2num_frames`` if they are complete."""
+    out = Path(out)
+    missing = [str(p) for j in range(1, nj + 1) for p in job_paths(out, j)[1:] if not p.exists()]
+    if missing:
+        raise InputError(out, f"jobs did not finish (missing {', '.join(missing)}); see the job logs")
+    feats: dict[str, str] = {}
+    nframes: dict[str, str] = {}
+    for j in range(1, nj + 1):
+        _, scp, u2nf = job_paths(out, j)
+        for target, path in ((feats, scp), (nframes, u2nf)):
+            for lineno, key, value in iter_kaldi_map(path):
+                if key in target:
+                    raise InputError(path, f"utterance '{key}' also written by another job", lineno)
+                target[key] = value
+    expect = expected_ids(list_utterances(data_dir), list(speeds))
+    for name, got in (("feats", feats), ("utt2num_frames", nframes)):
+        if sorted(got, key=c_sort_key) != expect:
+            lost = [u for u in expect if u not in got][:5]
+            extra = [u for u in got if u not in set(expect)][:5]
+            raise InputError(out, f"job {name} files do not match {data_dir} (missing e.g. {lost}, "
+                                  f"unexpected e.g. {extra}): rerun all jobs with the same --nj/--speed-perturb")
+    write_kaldi_map(out / "utt2num_frames", nframes)
+    write_kaldi_map(out / "feats.scp", feats)  # last: its presence means complete
+    return out / "feats.scp"
