@@ -87,7 +87,12 @@ sub run_one {
   my $status = system("bash", "-c", "( $jobcmd ) </dev/null >>\"\$0\" 2>&1", $log);
   my $code = $status == -1 ? 127 : ($status & 127) ? 128 + ($status & 127) : $status >> 8;
   my $elapsed = time() - $t0;
-  open($fh, ">>", $log) or POSIX::_exit(1);
+  open($fh, "+<", $log) or POSIX::_exit(1);
+  # Keep the accounting lines on lines of their own after output without a final newline.
+  my $last = "";
+  if (-s $log) { seek($fh, -1, 2); read($fh, $last, 1); }
+  seek($fh, 0, 2);
+  print $fh "\n" if $last ne "" && $last ne "\n";
   print $fh "# Accounting: time=$elapsed threads=$num_threads\n";
   print $fh "# Ended (code $code) at " . localtime() . ", elapsed time $elapsed seconds\n";
   close($fh);

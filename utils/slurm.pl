@@ -101,6 +101,7 @@ t0=\$(date +%s)
 ( $jobcmd ) </dev/null >>$qlog 2>&1
 ret=\$?
 t1=\$(date +%s)
+[ -n "\$(tail -c 1 $qlog)" ] && echo >>$qlog
 echo "# Accounting: time=\$((t1 - t0)) threads=$num_threads" >>$qlog
 echo "# Ended (code \$ret) at \$(date), elapsed time \$((t1 - t0)) seconds" >>$qlog
 echo \$ret > ${\ shq($code)}
