@@ -46,3 +46,145 @@ def greedy_search(decoder, enc, enc_lens, max_sym_per_frame: int = 3) -> list[li
     for t in range(enc.shape[1]):
         g.advance(enc[:, t], enc_lens > t)
     return g.hyps
+
+
+def _cat_states(states):
+    if isinstance(states[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*states))
+    return torch.cat(states)
+
+
+class _Beam:
+    """Modified beam search state for one utterance.
+
+    Hypotheses: token tuples with a score (log-prob, minus ilm_weight x internal-LM
+    log-prob for labels), predictor output and state. Per frame, up to max_sym_per_frame
+    expansion rounds; each round keeps the ``beam`` best of {hyps already closed by a blank,
+    new blank closures, new one-label extensions}. Equal label sequences are merged
+    (log-sum-exp) at the end of each frame.
+    """
+
+    def __init__(self, decoder, beam: int, max_sym_per_frame: int, ilm_weight: float, device):
+        self.decoder, self.beam, self.max_sym, self.ilm_weight = decoder, beam, max_sym_per_frame, ilm_weight
+        blank = torch.full((1,), decoder.blank_id, dtype=torch.long, device=device)
+        pred, state = decoder.step(blank, decoder.init_state(1, device))
+        self.tokens = [()]
+        self.scores = torch.zeros(1, device=device)  # (K,)
+        self.pred, self.state = pred, state  # (K, P), predictor state with K rows
+
+    def advance(self, frame):
+        """frame (D,) one encoder frame."""
+        dec, blank = self.decoder, self.decoder.blank_id
+        act_tok, act_score, act_pred, act_state = self.tokens, self.scores, self.pred, self.state
+        done_tok, done_score, done_pred, done_state = [], act_score[:0], act_pred[:0], None
+        for _ in range(self.max_sym):
+            if not act_tok:
+                break
+            K = len(act_tok)
+            lp = dec.log_probs(frame.expand(K, -1), act_pred)  # (K, V)
+            if self.ilm_weight:
+                lp = lp - self.ilm_weight * dec.ilm_log_probs(act_pred)  # blank column of ILM is 0
+            closed = act_score + lp[:, blank]  # (K,)
+            ext = act_score[:, None] + lp  # (K, V); blank column excluded below
+            ext[:, blank] = float("-inf")
+            pool = torch.cat([done_score, closed, ext.reshape(-1)])
+            n_keep = min(self.beam, int(torch.isfinite(pool).sum()))
+            top = pool.topk(n_keep).indices.tolist()
+            n_done, V = len(done_tok), lp.shape[1]
+            keep_done = [i for i in top if i < n_done]
+            keep_closed = [i - n_done for i in top if n_done <= i < n_done + K]
+            keep_ext = [i - n_done - K for i in top if i >= n_done + K]
+            # closed hyps: predictor unchanged
+            new_done_tok = [done_tok[i] for i in keep_done] + [act_tok[k] for k in keep_closed]
+            parts_pred, parts_state = [], []
+            if keep_done:
+                idx = torch.tensor(keep_done)
+                parts_pred.append(done_pred[idx])
+                parts_state.append(dec.select_state(done_state, idx))
+            if keep_closed:
+                idx = torch.tensor(keep_closed)
+                parts_pred.append(act_pred[idx])
+                parts_state.append(dec.select_state(act_state, idx))
+            done_score = torch.cat([done_score[keep_done], closed[keep_closed]])
+            done_tok = new_done_tok
+            if parts_pred:
+                done_pred, done_state = torch.cat(parts_pred), _cat_states(parts_state)
+            if keep_ext:
+                src = torch.tensor([i // V for i in keep_ext])
+                lab = torch.tensor([i % V for i in keep_ext], device=act_pred.device)
+                act_score = ext.reshape(-1)[torch.tensor(keep_ext)]
+                act_tok = [act_tok[s] + (int(y),) for s, y in zip(src.tolist(), lab.tolist())]
+                act_pred, act_state = dec.step(lab, dec.select_state(act_state, src))
+            else:
+                act_tok = []
+        # hyps still emitting after max_sym rounds move on without a blank
+        tok = done_tok + act_tok
+        scores = torch.cat([done_score, act_score[: len(act_tok)]])
+        preds = [p for p in (done_pred if done_tok else None, act_pred if act_tok else None) if p is not None]
+        states = [s for s, ok in ((done_state, done_tok), (act_state, act_tok)) if ok]
+        self._merge(tok, scores, torch.cat(preds), _cat_states(states))
+
+    def _merge(self, tok, scores, pred, state):
+        first = {}
+        for i, t in enumerate(tok):
+            first.setdefault(t, []).append(i)
+        rows = [group[int(scores[group].argmax())] for group in first.values()]
+        merged = torch.stack([torch.logsumexp(scores[group], 0) for group in first.values()])
+        order = merged.argsort(descending=True)[: self.beam].tolist()
+        rows = [rows[i] for i in order]
+        idx = torch.tensor(rows)
+        self.tokens = [tok[r] for r in rows]
+        self.scores = merged[order]
+        self.pred, self.state = pred[idx], self.decoder.select_state(state, idx)
+
+    def best(self) -> list[int]:
+        return list(self.tokens[int(self.scores.argmax())])
+
+
+@torch.no_grad()
+def beam_search(decoder, enc, enc_lens, beam: int = 4, max_sym_per_frame: int = 3,
+                ilm_weight: float = 0.0) -> list[list[int]]:
+    """Modified beam search per utterance of enc (B, T, D) -> best token ids each."""
+    if beam < 1 or max_sym_per_frame < 1:
+        raise ValueError(f"need beam >= 1 and max_sym_per_frame >= 1, got {beam}, {max_sym_per_frame}")
+    hyps = []
+    for b in range(enc.shape[0]):
+        s = _Beam(decoder, beam, max_sym_per_frame, ilm_weight, enc.device)
+        for t in range(int(enc_lens[b])):
+            s.advance(enc[b, t])
+        hyps.append(s.best())
+    return hyps
+
+
+class StreamingSearch:
+    """Search over one utterance whose encoder frames arrive in pieces.
+
+    ``accept(frames (T', D))`` any number of times, ``hyp()`` for the best tokens so far;
+    the result equals greedy_search / beam_search over all frames at once.
+    """
+
+    def __init__(self, decoder, method: str = "greedy", beam: int = 4, max_sym_per_frame: int = 3,
+                 ilm_weight: float = 0.0, device=None):
+        device = device if device is not None else next(decoder.parameters()).device
+        if method == "greedy":
+            self._search = _Greedy(decoder, 1, device, max_sym_per_frame)
+        elif method == "beam":
+            self._search = _Beam(decoder, beam, max_sym_per_frame, ilm_weight, device)
+        else:
+            raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
+        self.method = method
+        self.num_frames = 0
+
+    @torch.no_grad()
+    def accept(self, frames: torch.Tensor) -> None:
+        if frames.dim() == 3 and frames.shape[0] == 1:
+            frames = frames[0]
+        for t in range(frames.shape[0]):
+            if self.method == "greedy":
+                self._search.advance(frames[t: t + 1], torch.ones(1, dtype=torch.bool, device=frames.device))
+            else:
+                self._search.advance(frames[t])
+        self.num_frames += frames.shape[0]
+
+    def hyp(self) -> list[int]:
+        return list(self._search.hyps[0]) if self.method == "greedy" else self._search.best()
