@@ -7,7 +7,6 @@ transcripts into a temp dir that is renamed into place, then writes a completion
 """
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import io
@@ -24,13 +23,13 @@ from pathlib import Path
 
 import soundfile as sf
 
+from toolkit.data.corpora import MLS_LANGUAGES
 from toolkit.synth.espeak import TARGET_RATE, Voice, prepare_engine, synthesize_isolated
 from toolkit.synth.grammar import Grammar, format_text, generate_sentences
 from toolkit.synth.voices import VARIANTS, voices_for_splits
 
 LAYOUTS = ("librispeech", "mls", "commonvoice")
-LANGUAGE_NAMES = {"en": "english", "de": "german", "fr": "french", "es": "spanish", "nl": "dutch",
-                  "it": "italian", "pt": "portuguese", "pl": "polish"}
+LANGUAGE_NAMES = {code: name for name, code in MLS_LANGUAGES.items()}
 LIBRISPEECH_SUBSETS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
 CV_COLUMNS = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents",
               "locale", "segment"]
@@ -90,19 +89,18 @@ def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_t
             spk = str(ids.pop())
             client = hashlib.sha512(f"{seed}:{spk}".encode()).hexdigest()
             for c0 in range(0, len(mine), utts_per_group):
-                group = str(next(groups))
+                num = str(next(groups))  # chapter / book number
                 for i, sent in enumerate(mine[c0:c0 + utts_per_group]):
-                    text = format_text(sent, style)
+                    text, group = format_text(sent, style), num
                     if layout == "librispeech":
-                        uttid = f"{spk}-{group}-{i:04d}"
-                        rel = f"{LIBRISPEECH_SUBSETS[split]}/{spk}/{group}/{uttid}.flac"
+                        uttid = f"{spk}-{num}-{i:04d}"
+                        rel = f"{LIBRISPEECH_SUBSETS[split]}/{spk}/{num}/{uttid}.flac"
                     elif layout == "mls":
-                        uttid = f"{spk}_{group}_{i:06d}"
-                        rel = f"{split}/audio/{spk}/{group}/{uttid}.flac"
+                        uttid = f"{spk}_{num}_{i:06d}"
+                        rel = f"{split}/audio/{spk}/{num}/{uttid}.flac"
                     else:
-                        uttid = f"common_voice_{lang}_{group}{i:03d}"
-                        rel = f"clips/{uttid}.mp3"
-                        group = client
+                        uttid = f"common_voice_{lang}_{num}{i:03d}"
+                        rel, group = f"clips/{uttid}.mp3", client
                     utts.append(UttSpec(split, spk, group, uttid, text, voice, _utt_seed(seed, uttid), rel))
     if layout == "librispeech":
         root, lm_rel, lm_style = "LibriSpeech", "librispeech-lm-norm.txt.gz", "upper"
@@ -174,10 +172,8 @@ def _write_text_files(plan: CorpusPlan, stage: Path) -> None:
 
 
 def _write_tsv(path: Path, rows: list[list[str]]) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n", escapechar=None)
-        w.writerow(CV_COLUMNS)
-        w.writerows(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join("\t".join(r) + "\n" for r in [CV_COLUMNS, *rows]), encoding="utf-8")
 
 
 def marker_path(out: Path, plan: CorpusPlan) -> Path:

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit.data.corpora import normalize_sentence
 from toolkit.utils.config import load_yaml
 
 GRAMMAR_DIR = Path(__file__).resolve().parents[1] / "resources" / "grammar"
@@ -128,17 +129,12 @@ class Grammar:
         return text
 
 
-def normalize_words(text: str) -> str:
-    """Drop punctuation except apostrophes, collapse spaces, lower-case."""
-    return " ".join(_PUNCT.sub(" ", text.replace("\u2019", "'")).lower().split())
-
-
 def format_text(sentence: str, style: str) -> str:
     """``upper`` (LibriSpeech), ``lower`` (MLS) or ``written`` (Common Voice: capitalised, punctuated)."""
     if style == "upper":
-        return normalize_words(sentence).upper()
+        return normalize_sentence(sentence).upper()
     if style == "lower":
-        return normalize_words(sentence)
+        return normalize_sentence(sentence)
     if style == "written":
         s = sentence.strip()
         s = s[:1].upper() + s[1:]
@@ -157,7 +153,7 @@ def generate_sentences(grammar: Grammar, n: int, rng: random.Random, exclude: se
         if tries > 50 * n + 1000:
             raise RuntimeError(f"grammar {grammar.lang}: only {len(out)} distinct sentences after {tries} tries")
         s = grammar.sentence(rng)
-        key = normalize_words(s)
+        key = normalize_sentence(s)
         if key in seen or not (min_words <= len(key.split()) <= max_words):
             continue
         seen.add(key)
