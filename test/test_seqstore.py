@@ -100,3 +100,25 @@ def test_dump_text_bad_line_names_file_and_line(lang, tmp_path):
     assert rc == 1 and not (tmp_path / "seq").exists()
     with pytest.raises(InputError, match=r"text:2: key 'x2' has no value"):
         dump_text.dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq")
+
+
+def test_dump_text_utt2lang_picks_each_language_lexicon(tmp_path):
+    (tmp_path / "en").write_text("a1 THE CAT\n")
+    (tmp_path / "de").write_text("b1 schön\n")
+    make_lexicon.main(["--text", str(tmp_path / "en"), "--lang", "en-us", "--out", str(tmp_path / "l_en")])
+    make_lexicon.main(["--text", str(tmp_path / "de"), "--lang", "de", "--out", str(tmp_path / "l_de")])
+    make_lexicon.main(["--merge-phones", str(tmp_path / "l_en"), str(tmp_path / "l_de"), "--out", str(tmp_path / "lang")])
+    (tmp_path / "all").write_text("a1 THE CAT\nb1 schön\n")
+    train_wordpiece.main(["--text", str(tmp_path / "all"), "--vocab-size", "30", "--out", str(tmp_path / "lang")])
+    (tmp_path / "utt2lang").write_text("a1 en-us\nb1 de\n")
+    dump_text.dump_text(tmp_path / "lang", tmp_path / "lang" / "wp30.model", tmp_path / "all", tmp_path / "seq",
+                        utt2lang=tmp_path / "utt2lang")
+    table = read_phones(tmp_path / "lang" / "phones.txt")
+    de = read_lexicon(tmp_path / "lang" / "lexicon.de.txt")
+    s = SeqStore(tmp_path / "seq")
+    assert s[s.index_of("b1")][1].tolist() == [table[p] for p in de["schön"]]
+    (tmp_path / "utt2lang").write_text("a1 en-us\nb1 fr-fr\n")
+    with pytest.raises(InputError, match="utterance 'b1': language 'fr-fr' not in the lang dir"):
+        dump_text.dump_text(tmp_path / "lang", tmp_path / "lang" / "wp30.model", tmp_path / "all",
+                            tmp_path / "seq2", utt2lang=tmp_path / "utt2lang")
+    assert not (tmp_path / "seq2").exists()
