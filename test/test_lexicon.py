@@ -93,3 +93,27 @@ def test_read_phones_rejects_wrong_special_ids(tmp_path):
     (tmp_path / "phones.txt").write_text("<unk> 0\n<pad> 1\n<mask> 2\n<wb> 3\n")
     with pytest.raises(InputError, match="'<pad>' must have id 0"):
         read_phones(tmp_path / "phones.txt")
+
+
+def test_one_run_with_utt2lang_gives_per_language_lexicons(tmp_path):
+    text = write_text(tmp_path / "text", ["a1 DIE KATZE", "b1 LE CHAT"])
+    only = write_text(tmp_path / "only", ["t1 DIE HUNDE"])
+    write_text(tmp_path / "utt2lang", ["a1 de", "b1 fr-fr"])
+    assert make_lexicon.main(["--text", str(text), "--text", str(only), "--utt2lang", str(tmp_path / "utt2lang"),
+                              "--langs", "de,fr-fr", "--lang", "de", "--out", str(tmp_path / "lang")]) == 0
+    de = read_lexicon(tmp_path / "lang" / "lexicon.de.txt")
+    fr = read_lexicon(tmp_path / "lang" / "lexicon.fr-fr.txt")
+    assert set(de) == {"DIE", "KATZE", "HUNDE"} and set(fr) == {"LE", "CHAT"}
+    assert fr["CHAT"][0] == "ʃ" and de["KATZE"][-1] == "ə"
+    table = read_phones(tmp_path / "lang" / "phones.txt")
+    assert all(p in table for lex in (de, fr) for ps in lex.values() for p in ps)
+
+
+def test_utt2lang_language_outside_langs_is_an_error(tmp_path):
+    text = write_text(tmp_path / "text", ["a1 DIE KATZE"])
+    write_text(tmp_path / "utt2lang", ["a1 de"])
+    with pytest.raises(InputError, match=r"utt2lang: languages \['de'\] are not in --langs fr-fr"):
+        make_lexicon.build_multilingual_lang_dir([text], tmp_path / "utt2lang", ["fr-fr"], tmp_path / "lang")
+    without = write_text(tmp_path / "t2", ["x9 HALLO"])
+    with pytest.raises(InputError, match=r"t2:1: utterance 'x9' has no language in utt2lang"):
+        make_lexicon.build_multilingual_lang_dir([without], tmp_path / "utt2lang", None, tmp_path / "lang")

@@ -5,8 +5,12 @@ Usage:
     python -m toolkit.bin.make_lexicon --text data/train/text --text data/text_only/text \
         --lang en-us --out data/lang --nj 2 --cache data/local/phonemizer_cache
 
-    # multilingual: one run per language, then one phone inventory for all of them
-    # (writes data/lang/{lexicon.<lang>.txt,languages,phones.txt}; dump_text --utt2lang reads it)
+    # multilingual, one run: each utterance's words are phonemized in its utt2lang language
+    # (writes data/lang/{lexicon.<lang>.txt,languages,phones.txt}; dump_text --utt2lang reads it;
+    # --lang, if given, is the language of utterances missing from utt2lang, e.g. text_only)
+    python -m toolkit.bin.make_lexicon --text data/train/text --utt2lang data/train/utt2lang         --langs de fr-fr es --out data/lang --nj 2
+
+    # multilingual, one run per language, then one phone inventory for all of them
     python -m toolkit.bin.make_lexicon --text data/train_de/text --lang de --out data/lang_de
     python -m toolkit.bin.make_lexicon --text data/train_fr/text --lang fr-fr --out data/lang_fr
     python -m toolkit.bin.make_lexicon --merge-phones data/lang_de data/lang_fr --out data/lang
@@ -27,7 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-from toolkit.text.lexicon import collect_vocab, merge_lang_dirs, phone_table, write_lexicon, write_phones
+from toolkit.data.kaldi_map import read_kaldi_map
+from toolkit.text.lexicon import (collect_vocab, collect_vocab_by_language, merge_lang_dirs, phone_table,
+                                  write_lexicon, write_multilingual, write_phones)
 from toolkit.text.phonemize import WordPhonemizer
 from toolkit.utils.fileio import InputError, atomic_write
 
@@ -57,6 +63,30 @@ def build_lang_dir(texts: list[str], lang: str, out: str, nj: int = 1, cache: st
     return ph
 
 
+def build_multilingual_lang_dir(texts: list[str], utt2lang: str, langs: list[str] | None, out: str,
+                                nj: int = 1, cache: str | None = None, with_stress: bool = False,
+                                default_lang: str | None = None) -> dict[str, WordPhonemizer]:
+    """Per-language lexicons from one run; returns ``lang -> phonemizer`` (for its counters)."""
+    out_dir = Path(out)
+    vocab = collect_vocab_by_language(texts, read_kaldi_map(utt2lang), default_lang)
+    if langs:
+        unknown = sorted(set(vocab) - set(langs))
+        if unknown:
+            raise InputError(utt2lang, f"languages {unknown} are not in --langs {' '.join(langs)}")
+    lexicons, phonemizers = {}, {}
+    for lang in sorted(vocab):
+        ph = WordPhonemizer(lang, cache_dir=cache if cache is not None else out_dir / "cache",
+                            with_stress=with_stress, nj=nj)
+        lexicons[lang], phonemizers[lang] = ph(vocab[lang]), ph
+        log.info("%s: %d words, %d new strings sent to espeak, %d fallbacks",
+                 lang, len(vocab[lang]), ph.n_phonemized, len(ph.fallbacks))
+    write_multilingual(out_dir, lexicons)
+    with atomic_write(out_dir / "fallbacks.txt") as f:
+        f.write("".join(f"{w} {how} {lang}\n" for lang, ph in phonemizers.items()
+                        for w, how in sorted(ph.fallbacks.items())))
+    return phonemizers
+
+
 def bench(n_words: int, lang: str, nj: int) -> float:
     """Seconds per 10k words for a synthetic pronounceable vocabulary, no cache."""
     rng = random.Random(0)
@@ -77,7 +107,10 @@ def bench(n_words: int, lang: str, nj: int) -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--text", action="append", default=[], help="Kaldi text file (repeatable)")
-    p.add_argument("--lang", default="en-us", help="espeak language code (en-us, de, fr-fr, cmn ...)")
+    p.add_argument("--lang", help="espeak language code (en-us, de, fr-fr, cmn ...); default en-us, "
+                   "with --utt2lang: the language of utterances not listed there")
+    p.add_argument("--utt2lang", help="uttid -> espeak language: one lexicon per language")
+    p.add_argument("--langs", nargs="+", help="with --utt2lang: the languages expected (space or comma separated)")
     p.add_argument("--out", help="lang dir to write")
     p.add_argument("--nj", type=int, default=1, help="espeak worker processes")
     p.add_argument("--cache", help="phonemizer cache dir (default <out>/cache)")
@@ -88,7 +121,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.bench:
-        bench(args.bench, args.lang, args.nj)
+        bench(args.bench, args.lang or "en-us", args.nj)
         return 0
     if not args.out:
         p.error("--out is required")
@@ -99,7 +132,12 @@ def main(argv=None) -> int:
         else:
             if not args.text:
                 p.error("give at least one --text (or --merge-phones)")
-            build_lang_dir(args.text, args.lang, args.out, args.nj, args.cache, args.with_stress)
+            if args.utt2lang:
+                langs = [x for item in args.langs or [] for x in item.split(",") if x]
+                build_multilingual_lang_dir(args.text, args.utt2lang, langs, args.out, args.nj, args.cache,
+                                            args.with_stress, default_lang=args.lang)
+            else:
+                build_lang_dir(args.text, args.lang or "en-us", args.out, args.nj, args.cache, args.with_stress)
     except InputError as e:
         log.error("%s", e)
         return 1

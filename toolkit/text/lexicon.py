@@ -1,7 +1,8 @@
 """Lexicon (``WORD ph1 ph2 ...``) and phone table (``<sym> <id>``) files of a lang dir.
 
 A lang dir (``data/lang``) holds ``lexicon.txt``, ``phones.txt`` and ``language`` (the
-espeak code). A multilingual lang dir made by :func:`merge_lang_dirs` holds one
+espeak code). A multilingual lang dir (:func:`write_multilingual`: one run with utt2lang,
+or :func:`merge_lang_dirs` over per-language runs) holds one
 ``lexicon.<lang>.txt`` per language, ``languages`` (one code a line) and a single
 ``phones.txt`` covering all of them.
 """
@@ -16,6 +17,20 @@ from toolkit.utils.fileio import InputError, atomic_write, read_lines
 
 PAD, UNK, MASK, WB = "<pad>", "<unk>", "<mask>", "<wb>"
 SPECIAL_PHONES = (PAD, UNK, MASK, WB)  # ids 0..3, fixed by docs/formats.md
+
+
+def collect_vocab_by_language(text_paths: Iterable[str | os.PathLike], utt2lang: Mapping[str, str],
+                              default: str | None = None) -> dict[str, list[str]]:
+    """``lang -> C-sorted words``, each utterance's language from ``utt2lang`` (else ``default``)."""
+    vocab: dict[str, set[str]] = {}
+    for path in text_paths:
+        for lineno, uttid, value in iter_kaldi_map(path):
+            lang = utt2lang.get(uttid, default)
+            if lang is None:
+                raise InputError(path, f"utterance '{uttid}' has no language in utt2lang (give --lang "
+                                       "for utterances without one)", lineno)
+            vocab.setdefault(lang, set()).update(value.split())
+    return {lang: sorted(words, key=c_sort_key) for lang, words in vocab.items()}
 
 
 def iter_words(text_paths: Iterable[str | os.PathLike]) -> Iterator[str]:
@@ -99,13 +114,18 @@ def lexicon_path(lang_dir: str | os.PathLike, lang: str | None = None) -> Path:
 def merge_lang_dirs(src_dirs: Iterable[str | os.PathLike], out: str | os.PathLike) -> dict[str, int]:
     """One phone inventory across languages: copy each ``lexicon.txt`` to
     ``out/lexicon.<lang>.txt`` and write the union ``phones.txt``. Returns the table."""
-    out = Path(out)
     lexicons: dict[str, dict[str, list[str]]] = {}
     for d in src_dirs:
         for lang in lang_dir_languages(d):
             if lang in lexicons:
                 raise InputError(d, f"language '{lang}' given twice")
             lexicons[lang] = read_lexicon(lexicon_path(d, lang))
+    return write_multilingual(out, lexicons)
+
+
+def write_multilingual(out: str | os.PathLike, lexicons: Mapping[str, Mapping[str, list[str]]]) -> dict[str, int]:
+    """``out/lexicon.<lang>.txt`` per language, ``languages`` and the union ``phones.txt``."""
+    out = Path(out)
     table = phone_table(lexicons.values())
     for lang, lex in lexicons.items():
         write_lexicon(out / f"lexicon.{lang}.txt", lex)
