@@ -1,0 +1,205 @@
+"""Streaming sessions and the decode CLI, with a tiny untrained joint model (real build_model)."""
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from toolkit.bin import decode as decode_cli
+from toolkit.bin import score as score_cli
+from toolkit.decode import runner
+from toolkit.decode.search import beam_search, greedy_search
+from toolkit.decode.session import StreamingSession
+from toolkit.features.cmvn import GlobalCMVN, accumulate_stats, write_stats
+from toolkit.features.fbank import FbankExtractor
+from toolkit.models import build_model
+from toolkit.scoring import read_trn
+from toolkit.text.wordpiece import train_wordpiece
+from toolkit.utils.config import dump_yaml
+from toolkit.utils.fileio import InputError
+
+SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "hello world again", "we decode speech",
+             "streaming sessions are fun", "one two three four five"]
+TINY = {"chunk_size": 2, "left_chunks": 2,
+        "audio_encoder_conf": {"d_model": 16, "n_layers": 1, "n_heads": 2, "conv_kernel": 3,
+                               "subsampling_channels": 4, "dropout": 0.0},
+        "text_encoder_conf": {"d_model": 16, "n_layers": 1, "n_heads": 2, "conv_kernel": 3, "dropout": 0.0},
+        "shared_encoder_conf": {"d_model": 16, "n_layers": 1, "n_heads": 2, "conv_kernel": 3, "dropout": 0.0},
+        "cascaded_encoder_conf": {"d_model": 16, "n_layers": 1, "n_heads": 2, "conv_kernel": 3, "dropout": 0.0},
+        "predictor": "stateless", "predictor_conf": {"embed_dim": 16, "dropout": 0.0},
+        "joiner_conf": {"joint_dim": 16}}
+
+
+def waveform(seed: int, seconds: float) -> np.ndarray:
+    """Speech-like test signal: a few gliding harmonics plus noise, float32 in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(16000 * seconds)) / 16000.0
+    f0 = 120 + 60 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t)
+    x = sum(np.sin(2 * np.pi * k * np.cumsum(f0) / 16000) / k for k in range(1, 6))
+    x = x * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(len(t))
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    """A recipe dir with data/test (wav + text), feats, CMVN, wordpieces and an untrained exp."""
+    root = tmp_path_factory.mktemp("recipe")
+    data = root / "data" / "test"
+    data.mkdir(parents=True)
+    ids = [f"spk{i % 2}-utt{i}" for i in range(len(SENTENCES))]
+    extractor, feats = FbankExtractor(), {}
+    for i, (u, text) in enumerate(zip(ids, SENTENCES)):
+        wav = waveform(i, 0.6 + 0.17 * i)
+        sf.write(root / f"{u}.wav", wav, 16000, subtype="FLOAT")
+        feats[u] = extractor.compute(wav)
+    order = sorted(ids)
+    (data / "wav.scp").write_text("".join(f"{u} {root / u}.wav\n" for u in order))
+    (data / "text").write_text("".join(f"{u} {SENTENCES[ids.index(u)]}\n" for u in order))
+    (data / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in order))
+    import kaldiio
+    dump = root / "dump" / "test"
+    dump.mkdir(parents=True)
+    with kaldiio.WriteHelper(f"ark,scp:{dump / 'feats.ark'},{dump / 'feats.scp'}") as w:
+        for u in order:
+            w(u, feats[u])
+    write_stats(dump / "cmvn.ark", accumulate_stats(feats.values()))
+    bpe = train_wordpiece([data / "text"], 40, root / "data" / "lang")
+    import sentencepiece as spm
+    vocab = spm.SentencePieceProcessor(model_file=str(bpe)).get_piece_size()
+    config = {"model": "joint", "model_conf": TINY, "vocab_size": vocab, "num_phones": 20,
+              "bpe_model": "data/lang/" + bpe.name, "cmvn": "dump/test/cmvn.ark"}
+    exp = root / "exp" / "tiny"
+    exp.mkdir(parents=True)
+    dump_yaml(config, exp / "config.yaml")
+    torch.manual_seed(0)
+    model = build_model(config)
+    with torch.no_grad():  # lower the blank logit so the untrained model emits tokens to compare
+        for dec in (model.stream_decoder, model.full_decoder):
+            dec.joiner.out.bias[0] = -6.0
+    torch.save(model.state_dict(), exp / "model_avg.pt")
+    return {"root": root, "data": data, "feats": dump / "feats.scp", "exp": exp, "ids": order}
+
+
+@pytest.fixture(scope="module")
+def experiment(recipe):
+    return runner.load_experiment(recipe["exp"])
+
+
+def whole_utterance(exp, wav, method, mode="streaming"):
+    feats = torch.from_numpy(exp.cmvn(FbankExtractor().compute(wav)))[None]  # (1, T, 80)
+    enc, lens = exp.model.encode(feats, torch.tensor([feats.shape[1]]), mode=mode)
+    search = greedy_search if method == "greedy" else (lambda d, e, l: beam_search(d, e, l, beam=3))
+    return enc[0], search(exp.model.decoder(mode), enc, lens)[0]
+
+
+def stream(session, wav, rng):
+    """Feed ``wav`` in random-sized pieces (0 to 0.3 s, including empty ones)."""
+    session.reset()
+    frames = []
+    accept = session.search.accept
+    session.search.accept = lambda f: (frames.append(f.clone()), accept(f))
+    pos, partials = 0, []
+    while pos < len(wav):
+        n = int(rng.integers(0, 4800))
+        partials.append(session.accept_waveform(wav[pos:pos + n]))
+        pos += n
+    final = session.finalize()
+    return torch.cat(frames) if frames else None, session.token_ids(), partials, final
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_streaming_session_equals_whole_utterance_streaming_decode(experiment, method):
+    session = StreamingSession(experiment.model, experiment.cmvn, experiment.sp, method=method, beam=3)
+    rng = np.random.default_rng(1)
+    emitted = 0
+    for seed in range(3):
+        wav = waveform(10 + seed, 0.9 + 0.4 * seed)
+        enc_ref, tokens_ref = whole_utterance(experiment, wav, method)
+        enc, tokens, _, final = stream(session, wav, rng)
+        assert enc.shape == enc_ref.shape
+        torch.testing.assert_close(enc, enc_ref, atol=1e-4, rtol=1e-4)
+        assert tokens == tokens_ref
+        assert final == experiment.sp.decode(tokens_ref)
+        emitted += len(tokens)
+    assert emitted > 0, "the test model emitted nothing: the token comparison would be vacuous"
+
+
+def test_greedy_partial_hypotheses_only_grow(experiment):
+    session = StreamingSession(experiment.model, experiment.cmvn, experiment.sp)
+    _, tokens, partials, final = stream(session, waveform(5, 2.0), np.random.default_rng(2))
+    texts = partials + [final]
+    assert all(final.replace(" ", "").startswith(p.replace(" ", "")) for p in texts)
+    assert len(session.chunk_compute_s) == len(partials) + 1
+
+
+def test_session_refuses_audio_after_finalize(experiment):
+    session = StreamingSession(experiment.model, experiment.cmvn, experiment.sp)
+    session.accept_waveform(waveform(0, 0.3))
+    session.finalize()
+    with pytest.raises(RuntimeError, match="reset"):
+        session.accept_waveform(waveform(0, 0.1))
+
+
+def test_full_batches_give_the_same_hypotheses_as_one_at_a_time(experiment, recipe):
+    feats = runner.load_features(recipe["feats"], recipe["ids"])
+    batched = runner.decode_full(experiment, feats, batch_size=4)
+    single = runner.decode_full(experiment, feats, batch_size=1)
+    assert [r.text for r in batched] == [r.text for r in single]
+    assert [r.uttid for r in batched] == recipe["ids"]
+    assert all(r.audio_s > 0.5 and r.compute_s > 0 for r in batched)
+
+
+def decode_args(recipe, out, mode, *extra):
+    return ["--exp", str(recipe["exp"]), "--data", str(recipe["data"]), "--feats", str(recipe["feats"]),
+            "--mode", mode, "--out", str(out), *extra]
+
+
+def test_decode_cli_jobs_then_merge_write_trn_and_rtf(recipe, experiment, monkeypatch, capsys):
+    monkeypatch.chdir(recipe["root"])  # config.yaml paths are relative to the recipe dir
+    out = recipe["exp"] / "decode_full_test"
+    for job in (1, 2):
+        assert decode_cli.main(decode_args(recipe, out, "full", "--nj", "2", "--job", str(job))) == 0
+    assert not (out / "hyp.trn").exists()
+    assert decode_cli.main(decode_args(recipe, out, "full", "--nj", "2", "--merge")) == 0
+    assert "full (greedy): RTF" in capsys.readouterr().out
+    refs, hyps = read_trn(out / "ref.trn"), read_trn(out / "hyp.trn")
+    assert list(refs) == list(hyps) == recipe["ids"]
+    assert refs["spk0-utt0"] == SENTENCES[0]
+    expected = runner.decode_full(experiment, runner.load_features(recipe["feats"], recipe["ids"]))
+    assert hyps == {r.uttid: " ".join(r.text.split()) for r in expected}
+    rtf = dict(line.split(" ", 1) for line in (out / "rtf.txt").read_text().splitlines())
+    assert rtf["mode"] == "full" and int(rtf["utterances"]) == len(SENTENCES) and float(rtf["rtf"]) > 0
+    assert score_cli.main(["--ref", str(out / "ref.trn"), "--hyp", str(out / "hyp.trn"),
+                           "--out", str(out / "score_wer")]) == 0
+
+
+def test_decode_cli_streaming_reports_latency_and_chunk_times(recipe, experiment, monkeypatch, capsys):
+    monkeypatch.chdir(recipe["root"])
+    out = recipe["exp"] / "decode_streaming_test"
+    assert decode_cli.main(decode_args(recipe, out, "streaming", "--chunk-ms", "200")) == 0
+    printed = capsys.readouterr().out
+    rtf = dict(line.split(" ", 1) for line in (out / "rtf.txt").read_text().splitlines())
+    latency = 10 * (experiment.model.chunk_size_frames + experiment.model.lookahead_frames)
+    assert rtf["algorithmic_latency_ms"] == f"{latency:.0f}" and "algorithmic latency" in printed
+    assert float(rtf["chunk_compute_ms_p95"]) >= float(rtf["chunk_compute_ms_median"]) > 0
+    session = StreamingSession(experiment.model, experiment.cmvn, experiment.sp)
+    hyps = read_trn(out / "hyp.trn")
+    for uttid, wav in runner.load_audio(recipe["data"], recipe["ids"][:2]):
+        session.reset()
+        session.accept_waveform(wav)
+        assert hyps[uttid] == " ".join(session.finalize().split())
+
+
+def test_merge_with_a_missing_job_is_an_error(recipe, monkeypatch):
+    monkeypatch.chdir(recipe["root"])
+    out = recipe["root"] / "decode_missing"
+    assert decode_cli.main(decode_args(recipe, out, "full", "--nj", "3", "--job", "1")) == 0
+    with pytest.raises(InputError, match=r"hyp\.2\.trn"):
+        decode_cli.main(decode_args(recipe, out, "full", "--nj", "3", "--merge"))
+    assert not (out / "hyp.trn").exists()
+
+
+def test_merge_names_an_utterance_without_hypothesis(tmp_path):
+    runner.write_job(tmp_path, 1, [runner.UttDecode("a-1", "x", 1.0, 0.1)])
+    with pytest.raises(InputError, match="'a-2'"):
+        runner.merge_jobs(tmp_path, 1, {"a-1": "x", "a-2": "y"}, "full")
+    assert not (tmp_path / "hyp.trn").exists() and not (tmp_path / "rtf.txt").exists()

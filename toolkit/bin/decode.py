@@ -1,0 +1,112 @@
+"""Decode a data set with a trained model, streaming (first pass) or full-context (second pass).
+
+Usage:
+    python -m toolkit.bin.decode --exp exp/mini_joint --model exp/mini_joint/model_avg.pt \
+        --data data/test --feats dump/test/feats.scp --mode full --method greedy \
+        --out exp/mini_joint/decode_full_test
+    python -m toolkit.bin.decode --exp exp/mini_joint --data data/test --mode streaming \
+        --method beam --beam 4 --chunk-ms 320 --out exp/mini_joint/decode_streaming_test
+    # parallel, then merge:
+    utils/run.pl JOB=1:4 exp/t/decode_full_test/log/decode.JOB.log \
+        python -m toolkit.bin.decode --exp exp/t --data data/test --feats dump/test/feats.scp \
+        --mode full --out exp/t/decode_full_test --nj 4 --job JOB
+    python -m toolkit.bin.decode --exp exp/t --data data/test --mode full \
+        --out exp/t/decode_full_test --nj 4 --merge
+
+Streaming reads the waveforms (wav.scp) and feeds them through a StreamingSession
+``--chunk-ms`` at a time; full mode reads ``--feats`` and decodes in batches. Writes
+hyp.trn, ref.trn, timing.tsv and rtf.txt (RTF; for streaming also the algorithmic
+latency and per-chunk compute time) in ``--out``. Without ``--job`` or ``--merge`` all
+jobs run here, one after another, then merge.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from toolkit.decode import runner
+from toolkit.features.dump import job_slice
+from toolkit.data.kaldi_map import c_sort_key
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp", required=True, help="experiment dir holding config.yaml")
+    p.add_argument("--model", default=None, help="state dict (default: <exp>/model_avg.pt)")
+    p.add_argument("--data", required=True, help="data dir: text (references) and wav.scp (streaming)")
+    p.add_argument("--feats", default=None, help="feats.scp (raw fbank) for --mode full")
+    p.add_argument("--mode", choices=("streaming", "full"), required=True)
+    p.add_argument("--method", choices=("greedy", "beam"), default="greedy")
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--ilm-weight", type=float, default=0.0, help="HAT internal LM subtraction (beam)")
+    p.add_argument("--chunk-ms", type=float, default=None,
+                   help="streaming: audio fed per call (default: the model's chunk)")
+    p.add_argument("--batch-size", type=int, default=16, help="full mode: utterances per batch")
+    p.add_argument("--out", required=True, help="decode dir, e.g. exp/<tag>/decode_<mode>_<set>")
+    p.add_argument("--nj", type=int, default=1)
+    p.add_argument("--job", type=int, default=None, help="decode only this job (1..nj)")
+    p.add_argument("--merge", action="store_true", help="only merge finished jobs")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--num-threads", type=int, default=1, help="torch intra-op threads")
+    return p
+
+
+def decode_job(args, exp: runner.Experiment, refs: dict, job: int) -> None:
+    ids = job_slice(sorted(refs, key=c_sort_key), args.nj, job)
+    if args.mode == "full":
+        feats = runner.load_features(args.feats, ids)
+        results = runner.decode_full(exp, feats, args.method, args.beam, args.batch_size, args.ilm_weight)
+    else:
+        results = runner.decode_streaming(exp, runner.load_audio(args.data, ids), args.method, args.beam,
+                                          args.chunk_ms, args.ilm_weight)
+    runner.write_job(args.out, job, results)
+    logging.info("job %d/%d: decoded %d utterances", job, args.nj, len(results))
+
+
+def info_of(args, model) -> dict:
+    info = {"method": args.method if args.method == "greedy" else f"beam{args.beam}"}
+    if args.mode == "streaming":
+        chunk_ms = args.chunk_ms or 10.0 * model.chunk_size_frames
+        info["algorithmic_latency_ms"] = f"{10.0 * (model.chunk_size_frames + model.lookahead_frames):.0f}"
+        info["model_chunk_ms"] = f"{10.0 * model.chunk_size_frames:.0f}"
+        info["fed_chunk_ms"] = f"{chunk_ms:g}"
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if not 1 <= args.nj or (args.job is not None and not 1 <= args.job <= args.nj):
+        raise SystemExit(f"--job must be in 1..--nj ({args.nj})")
+    if args.mode == "full" and args.feats is None and not args.merge:
+        raise SystemExit("--mode full needs --feats dump/<set>/feats.scp")
+    torch.set_num_threads(args.num_threads)
+    refs = runner.read_references(args.data)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        config = runner.load_yaml(Path(args.exp) / "config.yaml")
+        from toolkit.models import build_model
+        info = info_of(args, build_model(config))  # latency figures come from the model config
+    else:
+        exp = runner.load_experiment(args.exp, args.model, args.device)
+        info = info_of(args, exp.model)
+        runner.clear_merged(args.out)
+        for job in ([args.job] if args.job is not None else range(1, args.nj + 1)):
+            decode_job(args, exp, refs, job)
+        if args.job is not None:
+            return 0
+    summary = runner.merge_jobs(args.out, args.nj, refs, args.mode, info)
+    extra = (f", algorithmic latency {summary['algorithmic_latency_ms']} ms, chunk compute median "
+             f"{summary.get('chunk_compute_ms_median', '-')} ms / p95 {summary.get('chunk_compute_ms_p95', '-')} ms"
+             if args.mode == "streaming" else "")
+    print(f"{args.mode} ({summary['method']}): RTF {summary['rtf']} = {summary['compute_s']} s compute / "
+          f"{summary['audio_s']} s audio, {summary['utterances']} utterances{extra} -> {args.out}/hyp.trn")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
