@@ -104,6 +104,13 @@ def test_id_in_wav_scp_but_not_utt2spk(tmp_path):
     assert messages(d) == [f"{d}/wav.scp:5: utterance 'c-2' is not in utt2spk"]
 
 
+def test_without_utt2spk_text_and_wav_scp_are_still_compared(tmp_path):
+    d = make_dir(tmp_path, utt2spk=None, spk2utt=None, text="a-1 X\na-2 Y\nb-1 Z\n")
+    assert messages(d) == [f"{d}/utt2spk: missing (required)",
+                           f"{d}/spk2utt: missing (required); create it with utils/utt2spk_to_spk2utt.pl",
+                           f"{d}/wav.scp:4: utterance 'c-1' is not in text"]
+
+
 def test_segments_replace_wav_scp_as_the_utterance_list(tmp_path):
     d = make_dir(tmp_path, **{"wav.scp": "r1 {audio}\n"}, segments="a-1 r1 0 1\na-2 r1 1 2\nb-1 r1 2 3\n")
     assert messages(d) == [f"{d}/utt2spk:4: utterance 'c-1' is not in segments"]

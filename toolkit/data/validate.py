@@ -112,6 +112,8 @@ def validate_data_dir(path: str | os.PathLike, check_audio: bool = True,
             if spk and not utt.startswith(spk):
                 c.add("utt2spk", e.lineno, f"utterance id '{utt}' does not start with its speaker id "
                                            f"'{spk}' (Kaldi sorting needs speaker-prefixed ids)", "warning")
+    elif text is not None and wav is not None and segments is None:
+        c.same_keys("text", text, "wav.scp", wav, "utterance")  # without utt2spk, still compare these
     if segments is not None:
         _check_segments(c, segments, wav)
     if wav is not None and check_audio:
