@@ -1,0 +1,118 @@
+"""Set up one rank's training run from a resolved config: data, model, experiment dir."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toolkit.train.distributed import DistInfo, barrier
+from toolkit.utils.config import ConfigError, dump_yaml, load_yaml
+from toolkit.utils.fileio import atomic_write
+
+log = logging.getLogger("toolkit.train")
+MODEL_INPUT_KEYS = ("model", "model_conf", "vocab_size", "num_phones")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup_logging(exp: Path, info: DistInfo) -> None:
+    logger = logging.getLogger("toolkit")
+    logger.setLevel(logging.INFO)
+    fmt = logging.Formatter(f"%(asctime)s %(levelname)s [rank {info.rank}] %(name)s: %(message)s")
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if info.is_main:
+        exp.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(exp / "train.log", encoding="utf-8"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        h.setLevel(logging.INFO if info.is_main else logging.WARNING)
+        logger.addHandler(h)
+
+
+def write_exp_files(exp: Path, conf: dict, argv: list[str], resume: bool) -> None:
+    """config.yaml (resolved) and run.sh (the command line) for a fresh run; on resume, check."""
+    cfg = exp / "config.yaml"
+    if resume and cfg.exists():
+        if load_yaml(cfg) != conf:
+            log.warning("%s differs from the config given now; the new one is used", cfg)
+        return
+    dump_yaml(conf, cfg)
+    launcher = "python"
+    if "LOCAL_WORLD_SIZE" in os.environ:
+        nodes = int(os.environ["WORLD_SIZE"]) // int(os.environ["LOCAL_WORLD_SIZE"])
+        launcher = f"torchrun --nnodes {nodes} --nproc_per_node {os.environ['LOCAL_WORLD_SIZE']}"
+    cmd = [a for a in argv if a != "--resume"]
+    with atomic_write(exp / "run.sh") as f:
+        f.write(f"#!/bin/sh\n# reproduces this experiment\ncd {shlex.quote(str(Path.cwd()))} && "
+                f"{launcher} -m toolkit.bin.train {shlex.join(cmd)} \"$@\"\n")
+    (exp / "run.sh").chmod(0o755)
+
+
+def load_data(conf: dict):
+    """-> (paired train, text train or None, valid or None, per-utterance weights or None)."""
+    from toolkit.data.dataset import (PairedDataset, TextDataset, language_balanced_weights,
+                                      read_utt2lang)
+    if not conf["train_data"]:
+        raise ConfigError("no training data: give --train-data")
+    paired = PairedDataset(conf["train_data"], conf["cmvn"])
+    text = None
+    if conf["text_data"] and conf["batching"]["text_ratio"] > 0:
+        text = TextDataset(Path(conf["text_data"]) / "seq")
+    elif conf["batching"]["text_ratio"] > 0:
+        log.warning("text_ratio %s but no --text-data: training on paired data only",
+                    conf["batching"]["text_ratio"])
+    valid = PairedDataset(conf["valid_data"], conf["cmvn"]) if conf["valid_data"] else None
+    weights = None
+    b = conf["batching"]
+    if b["lang_balance_alpha"] is not None:
+        if not b["utt2lang"]:
+            raise ConfigError("batching.lang_balance_alpha needs batching.utt2lang")
+        weights = language_balanced_weights(read_utt2lang(b["utt2lang"], paired.uttids), b["lang_balance_alpha"])
+    return paired, text, valid, weights
+
+
+def default_build_model(model_conf: dict) -> torch.nn.Module:
+    from toolkit.models import build_model
+    return build_model(model_conf)
+
+
+def make_detokenizer(bpe_model: str | None):
+    if not bpe_model:
+        return None
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=bpe_model)
+    return lambda ids: sp.decode([int(i) for i in ids])
+
+
+def run_training(conf: dict, exp: Path, info: DistInfo, argv: list[str], resume: bool = False,
+                 build_model=None):
+    """Everything ``python -m toolkit.bin.train`` does after parsing; returns the Progress."""
+    from toolkit.train.checkpoint import list_checkpoints
+    from toolkit.train.trainer import Trainer
+    exp = Path(exp)
+    setup_logging(exp, info)
+    if not resume and list_checkpoints(exp / "checkpoints"):
+        raise ConfigError(f"{exp} already has checkpoints: pass --resume to continue, or use a new --exp")
+    if info.is_main:
+        write_exp_files(exp, conf, argv, resume)
+    barrier()
+    seed_everything(conf["seed"] + info.rank)
+    paired, text, valid, weights = load_data(conf)
+    model = (build_model or default_build_model)({k: conf.get(k) for k in MODEL_INPUT_KEYS})
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model: %.2fM parameters; %d paired utterances, %s text sequences; %d rank(s) on %s",
+             n_params / 1e6, len(paired), len(text) if text else 0, info.world_size, info.device)
+    trainer = Trainer(conf, exp, info, model, paired, text, valid, weights, make_detokenizer(conf["bpe_model"]))
+    if resume:
+        trainer.resume()
+    return trainer.run()
