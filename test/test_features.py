@@ -189,10 +189,23 @@ def test_merge_rejects_jobs_from_another_split(tmp_path):
     data, _ = make_data(tmp_path, n=3)
     dump_job(data, tmp_path / "d", nj=3, job=1, progress=False)
     dump_job(data, tmp_path / "d", nj=3, job=2, progress=False)
-    # jobs 1, 2 of a 3-way split exist, so a 2-way merge finds its files but not u2
-    with pytest.raises(InputError, match=r"missing e.g. \['s-u2'\]"):
+    # jobs 1, 2 of a 3-way split exist, so a 2-way merge finds its files, but they cover u0, u1 only
+    with pytest.raises(InputError, match=r"dump_conf.1: job options .* from --nj 2"):
         merge_jobs(data, tmp_path / "d", nj=2)
     assert not (tmp_path / "d" / "feats.scp").exists()
+
+
+def test_run_pl_style_jobs_then_merge_with_recorded_speeds(tmp_path):
+    data, _ = make_data(tmp_path, n=3)
+    out = str(tmp_path / "d")
+    for job in ("1", "2"):
+        assert dump_feats.main(["--data", str(data), "--out", out, "--nj", "2", "--job", job,
+                                "--speed-perturb", "0.9,1.0"]) == 0
+        assert not (tmp_path / "d" / "feats.scp").exists()
+    assert dump_feats.main(["--data", str(data), "--out", out, "--nj", "2", "--merge"]) == 0
+    keys = [line.split()[0] for line in (tmp_path / "d" / "feats.scp").read_text().splitlines()]
+    assert keys == ["s-u0", "s-u1", "s-u2", "sp0.9-s-u0", "sp0.9-s-u1", "sp0.9-s-u2"]
+    assert dump_feats.main(["--data", str(data), "--out", out, "--nj", "2", "--merge", "--speed-perturb", "1.1"]) == 1
 
 
 def test_cmvn_stats_match_numpy_and_normalise(tmp_path):

@@ -12,7 +12,8 @@ Usage:
 
 Writes feats.<JOB>.{ark,scp} and utt2num_frames.<JOB>; the merge writes utt2num_frames
 and feats.scp (only if every job covered its utterances). Speed-perturbed copies get ids
-sp<factor>-<uttid>; pass the same --speed-perturb to the jobs and to the merge.
+sp<factor>-<uttid>. Each job records its options in dump_conf.<JOB>; the merge checks
+that all jobs agree (a job from another --nj split or with other options is an error).
 """
 from __future__ import annotations
 
@@ -47,14 +48,16 @@ def main(argv=None) -> int:
     p.add_argument("--job", type=int, help="run only this job (1..nj); default: all, then merge")
     p.add_argument("--merge", action="store_true", help="only merge finished jobs into feats.scp")
     p.add_argument("--compress", action="store_true", help="Kaldi-compressed matrices (kAutomaticMethod)")
-    p.add_argument("--speed-perturb", type=parse_speeds, default=(1.0,), metavar="F1,F2,...")
+    p.add_argument("--speed-perturb", type=parse_speeds, metavar="F1,F2,...",
+                   help="speed factors (default 1.0); the merge defaults to what the jobs used")
     p.add_argument("--num-mel-bins", type=int, default=80)
     p.add_argument("--dither", type=float, default=0.0, help="Kaldi dither (int16 scale); 0 = deterministic")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.nj < 1:
         p.error("--nj must be >= 1")
-    common = dict(data_dir=args.data, out=args.out, nj=args.nj, compress=args.compress, speeds=args.speed_perturb,
+    common = dict(data_dir=args.data, out=args.out, nj=args.nj, compress=args.compress,
+                  speeds=args.speed_perturb or (1.0,),
                   extractor=FbankExtractor(args.num_mel_bins, dither=args.dither))
     try:
         if args.merge:

@@ -46,7 +46,8 @@ class GlobalCMVN:
         self._torch: dict = {}  # (device, dtype) -> (mean, std) tensors
 
     @classmethod
-    def from_stats(cls, stats: np.ndarray, var_floor: float = 1e-20) -> "GlobalCMVN":
+    def from_stats(cls, stats: np.ndarray, var_floor: float = 1e-10) -> "GlobalCMVN":
+        """Mean and std from Kaldi stats; the floor keeps a constant dimension finite."""
         stats = np.asarray(stats, dtype=np.float64)
         count = stats[0, -1]
         mean = stats[0, :-1] / count

@@ -1,7 +1,8 @@
 """Feature dumping for a Kaldi data dir, split into jobs, then merged.
 
 Job ``j`` of ``nj`` takes the j-th contiguous slice of the utterances (as
-``split_scp.pl``) and writes ``feats.<j>.ark``, ``feats.<j>.scp``, ``utt2num_frames.<j>``.
+``split_scp.pl``) and writes ``feats.<j>.ark``, ``feats.<j>.scp``, ``utt2num_frames.<j>``
+and ``dump_conf.<j>`` (its options).
 :func:`merge_jobs` writes ``utt2num_frames`` and, last, ``feats.scp`` only when every job's
 outputs exist and cover exactly the expected utterances; a job that starts deletes the
 merged files, so a stale ``feats.scp`` never points into a rewritten ark.
@@ -86,8 +87,14 @@ def expected_ids(utts: list[Utterance], speeds: list[float]) -> list[str]:
     return sorted((perturbed_id(u.uttid, f) for u in utts for f in speeds), key=c_sort_key)
 
 
-def job_paths(out: Path, job: int) -> tuple[Path, Path, Path]:
-    return out / f"feats.{job}.ark", out / f"feats.{job}.scp", out / f"utt2num_frames.{job}"
+def job_paths(out: Path, job: int) -> tuple[Path, Path, Path, Path]:
+    """ark, scp, utt2num_frames and dump_conf (the job's options, checked by the merge)."""
+    return (out / f"feats.{job}.ark", out / f"feats.{job}.scp", out / f"utt2num_frames.{job}",
+            out / f"dump_conf.{job}")
+
+
+def format_speeds(speeds) -> str:
+    return ",".join(f"{f:g}" for f in speeds)
 
 
 def dump_job(data_dir: str | os.PathLike, out: str | os.PathLike, nj: int = 1, job: int = 1,
@@ -96,8 +103,8 @@ def dump_job(data_dir: str | os.PathLike, out: str | os.PathLike, nj: int = 1, j
     """Compute and write one job's features; returns the number of feature matrices."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ark, scp, u2nf = job_paths(out, job)
-    for stale in (out / "feats.scp", out / "utt2num_frames", scp, u2nf):
+    ark, scp, u2nf, conf = job_paths(out, job)
+    for stale in (out / "feats.scp", out / "utt2num_frames", scp, u2nf, conf):
         stale.unlink(missing_ok=True)
     extractor = extractor or FbankExtractor()
     utts = job_slice(list_utterances(data_dir), nj, job)
@@ -123,21 +130,37 @@ def dump_job(data_dir: str | os.PathLike, out: str | os.PathLike, nj: int = 1, j
                 writer.write(key, feats)
                 frames[key] = str(len(feats))
     write_kaldi_map(u2nf, frames, sort=False)
+    write_kaldi_map(conf, {"nj": str(nj), "speed_perturb": format_speeds(speeds), "compress": str(compress),
+                           "num_mel_bins": str(extractor.num_mel_bins)}, sort=False)
     log.info("job %d/%d: %d utterances, %d feature matrices -> %s", job, nj, len(utts), len(frames), ark)
     return len(frames)
 
 
 def merge_jobs(data_dir: str | os.PathLike, out: str | os.PathLike, nj: int,
-               speeds: tuple[float, ...] = (1.0,)) -> Path:
-    """Concatenate job outputs into ``feats.scp`` + ``utt2num_frames`` if they are complete."""
+               speeds: tuple[float, ...] | None = None) -> Path:
+    """Concatenate job outputs into ``feats.scp`` + ``utt2num_frames`` if they are complete.
+
+    ``speeds`` defaults to what the jobs recorded in ``dump_conf.<job>``; all jobs must
+    agree with each other (same nj, speeds, options) and with ``speeds`` if given.
+    """
     out = Path(out)
     missing = [str(p) for j in range(1, nj + 1) for p in job_paths(out, j)[1:] if not p.exists()]
     if missing:
         raise InputError(out, f"jobs did not finish (missing {', '.join(missing)}); see the job logs")
+    confs = [read_kaldi_map(job_paths(out, j)[3]) for j in range(1, nj + 1)]
+    for j, conf in enumerate(confs, 1):
+        if conf != confs[0] or conf.get("nj") != str(nj):
+            raise InputError(job_paths(out, j)[3], f"job options {conf} differ from job 1's {confs[0]} "
+                                                   f"or from --nj {nj}: rerun all jobs the same way")
+    recorded = tuple(float(x) for x in confs[0]["speed_perturb"].split(","))
+    if speeds is not None and tuple(speeds) != recorded:
+        raise InputError(job_paths(out, 1)[3], f"jobs ran with --speed-perturb {format_speeds(recorded)}, "
+                                               f"merge asked for {format_speeds(speeds)}")
+    speeds = recorded
     feats: dict[str, str] = {}
     nframes: dict[str, str] = {}
     for j in range(1, nj + 1):
-        _, scp, u2nf = job_paths(out, j)
+        _, scp, u2nf, _ = job_paths(out, j)
         for target, path in ((feats, scp), (nframes, u2nf)):
             for lineno, key, value in iter_kaldi_map(path):
                 if key in target:
