@@ -159,7 +159,7 @@ def test_decode_cli_jobs_then_merge_write_trn_and_rtf(recipe, experiment, monkey
     for job in (1, 2):
         assert decode_cli.main(decode_args(recipe, out, "full", "--nj", "2", "--job", str(job))) == 0
     assert not (out / "hyp.trn").exists()
-    assert decode_cli.main(decode_args(recipe, out, "full", "--nj", "2", "--merge")) == 0
+    assert decode_cli.main(["--merge", "--out", str(out), "--nj", "2"]) == 0  # as egs/TEMPLATE/asr.sh calls it
     assert "full (greedy): RTF" in capsys.readouterr().out
     refs, hyps = read_trn(out / "ref.trn"), read_trn(out / "hyp.trn")
     assert list(refs) == list(hyps) == recipe["ids"]
@@ -194,7 +194,7 @@ def test_merge_with_a_missing_job_is_an_error(recipe, monkeypatch):
     out = recipe["root"] / "decode_missing"
     assert decode_cli.main(decode_args(recipe, out, "full", "--nj", "3", "--job", "1")) == 0
     with pytest.raises(InputError, match=r"hyp\.2\.trn"):
-        decode_cli.main(decode_args(recipe, out, "full", "--nj", "3", "--merge"))
+        decode_cli.main(["--merge", "--out", str(out), "--nj", "3"])
     assert not (out / "hyp.trn").exists()
 
 
@@ -203,3 +203,11 @@ def test_merge_names_an_utterance_without_hypothesis(tmp_path):
     with pytest.raises(InputError, match="'a-2'"):
         runner.merge_jobs(tmp_path, 1, {"a-1": "x", "a-2": "y"}, "full")
     assert not (tmp_path / "hyp.trn").exists() and not (tmp_path / "rtf.txt").exists()
+
+
+def test_merge_with_another_nj_than_the_jobs_is_an_error(recipe, monkeypatch):
+    monkeypatch.chdir(recipe["root"])
+    out = recipe["root"] / "decode_nj"
+    assert decode_cli.main(decode_args(recipe, out, "full", "--nj", "2", "--job", "1")) == 0
+    with pytest.raises(InputError, match="--nj 2"):
+        decode_cli.main(["--merge", "--out", str(out), "--nj", "3"])

@@ -1,4 +1,4 @@
-"""Decode a data set with a trained model, streaming (first pass) or full-context (second pass).
+r"""Decode a data set with a trained model, streaming (first pass) or full-context (second pass).
 
 Usage:
     python -m toolkit.bin.decode --exp exp/mini_joint --model exp/mini_joint/model_avg.pt \
@@ -10,36 +10,38 @@ Usage:
     utils/run.pl JOB=1:4 exp/t/decode_full_test/log/decode.JOB.log \
         python -m toolkit.bin.decode --exp exp/t --data data/test --feats dump/test/feats.scp \
         --mode full --out exp/t/decode_full_test --nj 4 --job JOB
-    python -m toolkit.bin.decode --exp exp/t --data data/test --mode full \
-        --out exp/t/decode_full_test --nj 4 --merge
+    python -m toolkit.bin.decode --merge --out exp/t/decode_full_test --nj 4
 
 Streaming reads the waveforms (wav.scp) and feeds them through a StreamingSession
 ``--chunk-ms`` at a time; full mode reads ``--feats`` and decodes in batches. Writes
 hyp.trn, ref.trn, timing.tsv and rtf.txt (RTF; for streaming also the algorithmic
 latency and per-chunk compute time) in ``--out``. Without ``--job`` or ``--merge`` all
-jobs run here, one after another, then merge.
+jobs run here, one after another, then merge. Jobs record the data dir and settings in
+``<out>/jobs/info.json``, so ``--merge`` needs only ``--out`` and ``--nj``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
 import torch
 
+from toolkit.data.kaldi_map import c_sort_key
 from toolkit.decode import runner
 from toolkit.features.dump import job_slice
-from toolkit.data.kaldi_map import c_sort_key
+from toolkit.utils.fileio import InputError, atomic_write
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--exp", required=True, help="experiment dir holding config.yaml")
+    p.add_argument("--exp", help="experiment dir holding config.yaml (not needed with --merge)")
     p.add_argument("--model", default=None, help="state dict (default: <exp>/model_avg.pt)")
-    p.add_argument("--data", required=True, help="data dir: text (references) and wav.scp (streaming)")
+    p.add_argument("--data", help="data dir: text (references), wav.scp (streaming); not needed with --merge")
     p.add_argument("--feats", default=None, help="feats.scp (raw fbank) for --mode full")
-    p.add_argument("--mode", choices=("streaming", "full"), required=True)
+    p.add_argument("--mode", choices=("streaming", "full"), help="required unless --merge")
     p.add_argument("--method", choices=("greedy", "beam"), default="greedy")
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--ilm-weight", type=float, default=0.0, help="HAT internal LM subtraction (beam)")
@@ -77,33 +79,58 @@ def info_of(args, model) -> dict:
     return info
 
 
+def write_info(args, info: dict) -> None:
+    """What --merge needs later: the data dir, mode and settings of this decode."""
+    with atomic_write(Path(args.out) / "jobs" / "info.json") as f:
+        json.dump({"data": str(args.data), "mode": args.mode, "nj": args.nj, "info": info}, f, indent=1)
+
+
+def read_info(args) -> dict:
+    path = Path(args.out) / "jobs" / "info.json"
+    if not path.exists():
+        raise InputError(path, "missing: no decode job has run in this dir")
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    if meta["nj"] != args.nj:
+        raise InputError(path, f"jobs ran with --nj {meta['nj']}, merge asked for --nj {args.nj}")
+    return meta
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if not 1 <= args.nj or (args.job is not None and not 1 <= args.job <= args.nj):
+    if args.nj < 1 or (args.job is not None and not 1 <= args.job <= args.nj):
         raise SystemExit(f"--job must be in 1..--nj ({args.nj})")
-    if args.mode == "full" and args.feats is None and not args.merge:
-        raise SystemExit("--mode full needs --feats dump/<set>/feats.scp")
+    if not args.merge:
+        missing = [o for o, v in (("--exp", args.exp), ("--data", args.data), ("--mode", args.mode)) if not v]
+        if missing:
+            raise SystemExit(f"decoding needs {', '.join(missing)}")
+        if args.mode == "full" and args.feats is None:
+            raise SystemExit("--mode full needs --feats dump/<set>/feats.scp")
     torch.set_num_threads(args.num_threads)
-    refs = runner.read_references(args.data)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.merge:
-        config = runner.load_yaml(Path(args.exp) / "config.yaml")
-        from toolkit.models import build_model
-        info = info_of(args, build_model(config))  # latency figures come from the model config
+        meta = read_info(args)
+        data, mode, info = args.data or meta["data"], meta["mode"], meta["info"]
+        refs = runner.read_references(data)
     else:
+        data, mode = args.data, args.mode
+        refs = runner.read_references(data)
         exp = runner.load_experiment(args.exp, args.model, args.device)
         info = info_of(args, exp.model)
         runner.clear_merged(args.out)
+        write_info(args, info)
         for job in ([args.job] if args.job is not None else range(1, args.nj + 1)):
             decode_job(args, exp, refs, job)
         if args.job is not None:
             return 0
-    summary = runner.merge_jobs(args.out, args.nj, refs, args.mode, info)
+    summary = runner.merge_jobs(args.out, args.nj, refs, mode, info)
+    if (Path(data) / "utt2lang").exists():  # per-language tables in make_results
+        with atomic_write(Path(args.out) / "utt2lang") as f:
+            f.write((Path(data) / "utt2lang").read_text(encoding="utf-8"))
     extra = (f", algorithmic latency {summary['algorithmic_latency_ms']} ms, chunk compute median "
              f"{summary.get('chunk_compute_ms_median', '-')} ms / p95 {summary.get('chunk_compute_ms_p95', '-')} ms"
-             if args.mode == "streaming" else "")
-    print(f"{args.mode} ({summary['method']}): RTF {summary['rtf']} = {summary['compute_s']} s compute / "
+             if mode == "streaming" else "")
+    print(f"{mode} ({summary['method']}): RTF {summary['rtf']} = {summary['compute_s']} s compute / "
           f"{summary['audio_s']} s audio, {summary['utterances']} utterances{extra} -> {args.out}/hyp.trn")
     return 0
 

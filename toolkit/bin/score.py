@@ -1,4 +1,4 @@
-"""Score hyp.trn against ref.trn the way sclite does; write result.txt/.pra/.dtl.
+r"""Score hyp.trn against ref.trn the way sclite does; write result.txt/.pra/.dtl.
 
 Usage:
     python -m toolkit.bin.score --ref exp/tag/decode_full_test/ref.trn \
