@@ -51,6 +51,10 @@ class Grammar:
         if not path.exists():
             raise FileNotFoundError(f"no grammar for language '{lang}' ({path}); have: {available_languages()}")
         cfg = load_yaml(path)
+        for cat, entries in cfg["words"].items():
+            bad = [w for w in entries if not isinstance(w, str)]
+            if bad:  # YAML 1.1 reads on/off/yes/no as booleans: such words must be quoted
+                raise ValueError(f"{path}: words.{cat}: {bad} are not strings (quote them)")
         words = {k: [str(w).strip().lower() for w in v] for k, v in cfg["words"].items()}
         g = cls(lang=cfg.get("language", lang), words=words,
                 rules={k: [str(a) for a in v] for k, v in cfg["rules"].items()},
@@ -137,7 +141,8 @@ def format_text(sentence: str, style: str) -> str:
         return normalize_sentence(sentence)
     if style == "written":
         s = sentence.strip()
-        s = s[:1].upper() + s[1:]
+        first = next((i for i, c in enumerate(s) if c.isalpha()), 0)  # "¿dónde" -> "¿Dónde"
+        s = s[:first] + s[first:first + 1].upper() + s[first + 1:]
         return s if s[-1:] in ".?!" else s + "."
     raise ValueError(f"unknown text style '{style}'")
 
