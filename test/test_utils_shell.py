@@ -181,7 +181,8 @@ def slurm_env(tool_env, tmp_path):
     fake.mkdir()
     (fake / "sbatch").write_text(FAKE_SBATCH)
     (fake / "sbatch").chmod(0o755)
-    env = dict(tool_env, PATH=f"{fake}:{tool_env['PATH']}", FAKE_SBATCH_ARGS=str(tmp_path / "sbatch.args"))
+    env = dict(tool_env, PATH=f"{fake}:{tool_env['PATH']}", FAKE_SBATCH_ARGS=str(tmp_path / "sbatch.args"),
+               SLURM_PL_SYNC_WAIT="1")
     return env
 
 

@@ -8,8 +8,9 @@
 # array with "sbatch --wait" (exported environment, current directory), and when sbatch
 # returns reads each job's exit code from q/<name>.<id>.code. Logs look exactly like
 # run.pl's; a job that never wrote its code (killed, timed out, never started) counts as
-# failed and its Slurm output q/<name>.<id>.out is named. Interrupting slurm.pl cancels
-# the array with scancel.
+# failed (after waiting up to $SLURM_PL_SYNC_WAIT seconds, default 30, for slow shared
+# file systems) and its Slurm output q/<name>.<id>.out is named. Interrupting slurm.pl
+# cancels the array with scancel.
 # Options (a value each): --max-jobs-run N (-> --array=...%N), --gpu N (-> --gres=gpu:N),
 # --mem X (-> --mem=X, per job), --num-threads N (-> --cpus-per-task=N), --time T,
 # --partition P, --sbatch-opts "raw options", --config F (ignored, for cmd.sh files).
@@ -130,6 +131,13 @@ close($sb);
 my $sbatch_status = $?;
 die "$me: sbatch failed (status " . ($sbatch_status >> 8) . "); command in $qdir/$base.submit\n"
   if !defined $slurm_id && $sbatch_status != 0;
+
+# On a shared file system a job's code file can show up here a little after sbatch returns.
+my $sync_wait = $ENV{SLURM_PL_SYNC_WAIT} // 30;
+for (my $waited = 0; $waited < $sync_wait; $waited++) {
+  last unless grep { !-e "$qdir/$base.$_.code" } ($jobstart .. $jobend);
+  sleep(1);
+}
 
 my @failed;
 for my $id ($jobstart .. $jobend) {
