@@ -239,3 +239,8 @@ def test_cmvn_load_rejects_other_files(tmp_path):
     (tmp_path / "x.ark").write_bytes(b"garbage")
     with pytest.raises(InputError, match="x.ark: cannot read CMVN stats"):
         GlobalCMVN.load(tmp_path / "x.ark")
+
+
+def test_missing_data_dir_is_a_clean_error(tmp_path, caplog):
+    assert dump_feats.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "d")]) == 1
+    assert "nope/wav.scp" in caplog.text

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
                 with multiprocessing.get_context("fork").Pool(args.nj) as pool:
                     pool.map(_run_job, jobs, chunksize=1)
             log.info("wrote %s", merge_jobs(args.data, args.out, args.nj, args.speed_perturb))
-    except (InputError, ValueError) as e:
+    except (InputError, ValueError, OSError) as e:
         log.error("%s", e)
         return 1
     return 0

@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         dump_text(args.lang_dir, args.bpe_model, args.text, args.out, args.oov, args.utt2lang)
-    except (InputError, ValueError) as e:
+    except (InputError, ValueError, OSError) as e:
         log.error("%s", e)
         return 1
     return 0

@@ -138,7 +138,7 @@ def main(argv=None) -> int:
                                             args.with_stress, default_lang=args.lang)
             else:
                 build_lang_dir(args.text, args.lang or "en-us", args.out, args.nj, args.cache, args.with_stress)
-    except InputError as e:
+    except (InputError, ValueError, OSError) as e:
         log.error("%s", e)
         return 1
     return 0

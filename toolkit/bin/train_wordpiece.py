@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     try:
         model = train_wordpiece(args.text, args.vocab_size, args.out, args.model_type,
                                 args.max_sentences, args.character_coverage)
-    except (InputError, ValueError, RuntimeError) as e:
+    except (InputError, ValueError, RuntimeError, OSError) as e:
         log.error("%s", e)
         return 1
     log.info("wrote %s and %s/tokens.txt", model, args.out)
