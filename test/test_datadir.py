@@ -370,3 +370,17 @@ def test_split_data_dir_rerun_replaces_old_parts(tmp_path):
     assert [DataDir.load(p).utt_ids for p in parts] == [["a-1", "a-2"], ["b-1", "c-1"]]
     assert sorted(p.name for p in (src / "split2").iterdir()) == ["1", "2"]
     assert not (src / "split2" / "1" / "stale").exists()
+
+
+def test_clis_report_errors_with_exit_status_1(tmp_path, capsys):
+    from toolkit.bin import combine_data, fix_data_dir as fix_cli, split_data, subset_data_dir as subset_cli
+    src = make_dir(tmp_path)
+    (tmp_path / "ids").write_text("a-1\nzz-9\n")
+    assert subset_cli.main(["--utt-list", str(tmp_path / "ids"), str(src), str(tmp_path / "s")]) == 1
+    assert "zz-9" in capsys.readouterr().err
+    assert combine_data.main([str(tmp_path / "all"), str(src), str(src)]) == 1
+    assert f"utterance 'a-1' is in both {src} and {src}" in capsys.readouterr().err
+    assert split_data.main([str(src), "9"]) == 1 and "cannot split 3 group(s)" in capsys.readouterr().err
+    assert fix_cli.main([str(tmp_path / "nowhere")]) == 1 and "nowhere/wav.scp: missing" in capsys.readouterr().err
+    assert subset_cli.main(["--first", "3", str(src), str(tmp_path / "s")]) == 0
+    assert "wrote 3 utterances, 2 speakers" in capsys.readouterr().out
