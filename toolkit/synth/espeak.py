@@ -13,6 +13,7 @@ import ctypes
 import os
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import soxr
@@ -70,6 +71,7 @@ class Espeak:
         if rate != ESPEAK_RATE:
             raise RuntimeError(f"espeak_Initialize failed or gave an unexpected rate ({rate})")
         self._lib = lib
+        self._data_path = Path(espeakng_loader.get_data_path())
         self._chunks: list[np.ndarray] = []
 
         def collect(wav, n, _events):
@@ -87,6 +89,10 @@ class Espeak:
         return cls._instance
 
     def has_voice(self, name: str) -> bool:
+        """``lang+variant`` exists (espeak itself silently ignores an unknown variant)."""
+        lang, _, variant = name.partition("+")
+        if variant and not (self._data_path / "voices" / "!v" / variant).is_file():
+            return False
         return self._lib.espeak_SetVoiceByName(name.encode()) == 0
 
     def synthesize(self, text: str, voice: Voice, seed: int = 0) -> np.ndarray:

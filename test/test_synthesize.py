@@ -1,0 +1,199 @@
+"""The embedded corpus synthesizer: espeak TTS, grammars, layouts, determinism, held-out voices."""
+import gzip
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from toolkit.bin import synthesize_corpus
+from toolkit.data.corpora import normalize_sentence
+from toolkit.synth.corpus import plan_corpus
+from toolkit.synth.espeak import Voice, prepare_engine, synthesize_isolated
+from toolkit.synth.grammar import Grammar, available_languages, format_text, generate_sentences
+
+SMALL = ["--num-train", "8", "--num-dev", "3", "--num-test", "3", "--num-text-only", "40",
+         "--num-train-speakers", "3", "--num-dev-speakers", "2", "--num-test-speakers", "2",
+         "--utts-per-chapter", "3", "--no-progress", "--nj", "2"]
+
+
+def synth(out, layout="librispeech", lang="en", seed=1, extra=()):
+    argv = ["--layout", layout, "--lang", lang, "--out", str(out), "--seed", str(seed), *SMALL, *extra]
+    assert synthesize_corpus.main(argv) == 0
+    return Path(out)
+
+
+@pytest.fixture(scope="module")
+def libri(tmp_path_factory):
+    return synth(tmp_path_factory.mktemp("libri"))
+
+
+def transcripts(root: Path) -> dict[str, str]:
+    out = {}
+    for trans in sorted(root.glob("LibriSpeech/*/*/*/*.trans.txt")):
+        for line in trans.read_text(encoding="utf-8").splitlines():
+            uttid, text = line.split(" ", 1)
+            out[uttid] = text
+    return out
+
+
+def test_librispeech_layout_has_flac_per_transcript_line_upper_case(libri):
+    for subset, n in [("train-clean-100", 8), ("dev-clean", 3), ("test-clean", 3)]:
+        trans = list((libri / "LibriSpeech" / subset).glob("*/*/*.trans.txt"))
+        lines = [ln for t in trans for ln in t.read_text().splitlines()]
+        assert len(lines) == n
+        for t in trans:
+            spk, chapter = t.parent.parent.name, t.parent.name
+            assert t.name == f"{spk}-{chapter}.trans.txt"
+            for line in t.read_text().splitlines():
+                uttid, text = line.split(" ", 1)
+                assert re.fullmatch(rf"{spk}-{chapter}-\d{{4}}", uttid)
+                assert (t.parent / f"{uttid}.flac").is_file()
+                assert text == text.upper() and re.fullmatch(r"[A-Z' ]+", text)
+
+
+def test_audio_is_16k_mono_with_plausible_duration(libri):
+    texts = transcripts(libri)
+    for uttid, text in texts.items():
+        spk, chapter, _ = uttid.split("-")
+        path = next(libri.glob(f"LibriSpeech/*/{spk}/{chapter}/{uttid}.flac"))
+        wav, sr = sf.read(path, dtype="int16")
+        assert sr == 16000 and wav.ndim == 1
+        seconds = len(wav) / sr
+        assert 0.3 < seconds < 15
+        assert 0.12 < seconds / len(text.split()) < 1.2, (uttid, seconds, text)
+        assert np.abs(wav).max() > 1000  # speech, not silence
+
+
+def test_longer_sentence_takes_longer_to_say():
+    prepare_engine(["en+m3"])
+    voice = Voice("en", "m3", 50, 170, 50)
+    short, long_ = synthesize_isolated([("hello there", voice, 1),
+                                        ("the old farmer carried a heavy basket of apples to the market "
+                                         "on a cold tuesday morning", voice, 1)], lambda i, s: None)
+    assert long_ > 3 * short
+
+
+def test_isolated_synthesis_does_not_depend_on_what_was_said_before(tmp_path):
+    prepare_engine(["en+f2", "en+klatt"])
+    voice = Voice("en", "f2", 60, 160, 40)
+
+    def say(text, v, name):  # the writer runs in the forked child: keep the samples in a file
+        synthesize_isolated([(text, v, 3)], lambda i, s: np.save(tmp_path / name, s))
+        return np.load(tmp_path / f"{name}.npy")
+
+    first = say("a quiet song", voice, "first")
+    say("something entirely different was said in between", Voice("en", "klatt", 30, 190, 70), "other")
+    again = say("a quiet song", voice, "again")
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, say("a quiet song", Voice("en", "f2", 40, 160, 40), "lower"))
+
+
+def test_unknown_voice_is_a_clear_error():
+    with pytest.raises(ValueError, match="en\\+nosuchvariant"):
+        prepare_engine(["en+nosuchvariant"])
+
+
+def test_same_seed_gives_identical_bytes_and_other_seed_differs(libri, tmp_path):
+    again = synth(tmp_path / "again", extra=["--nj", "1"])
+    files = sorted(p.relative_to(libri) for p in libri.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for rel in files:
+        assert (libri / rel).read_bytes() == (again / rel).read_bytes(), rel
+    other = synth(tmp_path / "other", seed=2)
+    assert set(transcripts(other).values()) != set(transcripts(libri).values())
+
+
+def test_dev_and_test_voices_are_unseen_in_training():
+    plan = plan_corpus("librispeech", "en", 3, {"train": 60, "dev": 20, "test": 20}, 0,
+                       {"train": 12, "dev": 4, "test": 4}, 5)
+    variants = {s: {u.voice.variant for u in plan.utts if u.split == s} for s in ("train", "dev", "test")}
+    speakers = {s: {u.speaker for u in plan.utts if u.split == s} for s in ("train", "dev", "test")}
+    assert len(speakers["train"]) == 12 and len(speakers["dev"]) == 4
+    assert not variants["train"] & variants["dev"] and not variants["train"] & variants["test"]
+    assert not variants["dev"] & variants["test"]
+    voices = {u.voice for u in plan.utts}
+    assert len(voices) == 20  # every speaker sounds different
+
+
+def test_text_only_sentences_are_new(libri):
+    with gzip.open(libri / "librispeech-lm-norm.txt.gz", "rt", encoding="utf-8") as f:
+        lm = f.read().splitlines()
+    assert len(lm) == 40 and len(set(lm)) == 40
+    assert all(s == s.upper() for s in lm)
+    assert not set(lm) & set(transcripts(libri).values())
+
+
+def test_rerun_is_skipped_and_other_settings_need_overwrite(libri, capsys):
+    synth(libri)
+    assert "skipped" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--overwrite"):
+        synth(libri, seed=5)
+
+
+def test_mls_layout_lower_case_tab_separated(tmp_path):
+    root = synth(tmp_path, layout="mls", lang="de") / "mls_german"
+    for split, n in [("train", 8), ("dev", 3), ("test", 3)]:
+        lines = (root / split / "transcripts.txt").read_text(encoding="utf-8").splitlines()
+        assert len(lines) == n
+        for line in lines:
+            key, text = line.split("\t")
+            spk, book, utt = key.split("_")
+            assert len(utt) == 6 and text == text.lower()
+            info = sf.info(root / split / "audio" / spk / book / f"{key}.flac")
+            assert info.samplerate == 16000 and 0.3 < info.duration < 15
+    assert (root / "lm_text.txt.gz").is_file()
+
+
+def test_commonvoice_layout_has_real_columns_and_mp3(tmp_path):
+    root = synth(tmp_path, layout="commonvoice", lang="fr") / "cv-corpus" / "fr"
+    header = "client_id path sentence up_votes down_votes age gender accents locale segment".split()
+    rows = {}
+    for split in ("train", "dev", "test", "validated"):
+        lines = (root / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+        assert lines[0].split("\t") == header
+        rows[split] = [dict(zip(header, ln.split("\t"))) for ln in lines[1:]]
+    assert len(rows["validated"]) == 14
+    assert not {r["client_id"] for r in rows["train"]} & {r["client_id"] for r in rows["test"]}
+    r = rows["train"][0]
+    assert r["locale"] == "fr" and r["sentence"][0].isupper() and r["sentence"][-1] in ".?"
+    wav, sr = sf.read(root / "clips" / r["path"], dtype="int16")
+    assert sr == 16000 and 0.3 < len(wav) / sr < 15
+
+
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "es"])
+def test_every_language_ships_500_words_and_varied_sentences(lang):
+    assert lang in available_languages()
+    g = Grammar.load(lang)
+    assert len(g.vocabulary()) >= 500
+    sents = generate_sentences(g, 2000, random.Random(0))
+    assert len({normalize_sentence(s) for s in sents}) == 2000
+    used = {w for s in sents for w in normalize_sentence(s).split()}
+    assert len(used) >= 400  # the lists are actually reachable, not just long
+
+
+def test_french_and_spanish_contractions_are_applied():
+    for lang, bad in [("fr", r"\b(le|la) [aeiouéèê]"), ("es", r"\b(a|de) el\b")]:
+        g = Grammar.load(lang)
+        rng = random.Random(1)
+        for _ in range(3000):
+            assert not re.search(bad, g.sentence(rng))
+
+
+def test_text_styles():
+    assert format_text("¿dónde está el gato?", "written") == "¿Dónde está el gato?"
+    assert format_text("the cat, it sat", "upper") == "THE CAT IT SAT"
+    assert format_text("l'arbre, vert.", "lower") == "l'arbre vert"
+
+
+def test_grammar_file_errors_name_the_problem(tmp_path):
+    cases = {"rules: {S: ['{nothing}']}\nwords: {a: [x]}": "neither a rule nor a word list",
+             "rules: {S: ['{a}']}\nwords: {a: [x], b: [y]}": "never used",
+             "rules: {S: ['{a}']}\nwords: {a: [yes, on]}": "quote them"}
+    for text, message in cases.items():
+        path = tmp_path / "xx.yaml"
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            Grammar.load("xx", path)
