@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.data.datadir import Entry, InputError, is_pipe, parse_segment, read_entries
+from toolkit.data.datadir import Entry, is_pipe, parse_segment, read_entries
 from toolkit.data.kaldi_map import c_sort_key
+from toolkit.utils.fileio import InputError
 
 FIX_HINT = "utils/fix_data_dir.sh"
 
