@@ -265,11 +265,15 @@ def test_make_results_tabulates_each_mode_and_set(tmp_path):
     scored_decode(exp, "decode_full_test_clean", REFS, HYPS)
     scored_decode(exp, "decode_streaming_test_clean", REFS, REFS)
     (exp / "config.yaml").write_text("model: joint\n")
+    (exp / "decode_streaming_test_clean" / "rtf.txt").write_text(
+        "mode streaming\nmethod greedy\nalgorithmic_latency_ms 350\nrtf 0.0914\n"
+        "chunk_compute_ms_median 22.95\nchunk_compute_ms_p95 48.38\n")
     assert make_results.main(["--exp", str(exp)]) == 0
     text = (exp / "RESULTS.md").read_text()
     assert "### WER: full\n\n|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|\n|---|" in text
     assert "|test_clean|5|13|38.5|46.2|15.4|15.4|76.9|100.0|" in text
     assert "### WER: streaming" in text and "|test_clean|5|13|100.0|0.0|0.0|0.0|0.0|0.0|" in text
+    assert "|test_clean|greedy|0.0914|350|22.95|48.38|" in text
     assert "- torch version: `" in text and "config.yaml`" in text
 
 

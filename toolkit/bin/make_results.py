@@ -70,6 +70,24 @@ def language_table(score_dir: Path, utt2lang: dict[str, str]) -> list[str]:
     return rows + [counts_row("pooled", result.total)]
 
 
+def decode_info_table(mode: str, decodes: list[tuple[str, Path]]) -> list[str]:
+    """RTF (and streaming latency) from each decode dir's rtf.txt, when present."""
+    rows = []
+    for dataset, d in decodes:
+        if not (d / "rtf.txt").exists():
+            continue
+        info = dict(line.split(" ", 1) for line in (d / "rtf.txt").read_text(encoding="utf-8").splitlines()
+                    if " " in line)
+        rows.append(f"|{dataset}|{info.get('method', '-')}|{info.get('rtf', '-')}|"
+                    f"{info.get('algorithmic_latency_ms', '-')}|{info.get('chunk_compute_ms_median', '-')}|"
+                    f"{info.get('chunk_compute_ms_p95', '-')}|")
+    if not rows:
+        return []
+    return [f"Decoding speed ({mode}; RTF = compute time / audio duration):", "",
+            "|dataset|method|RTF|latency ms|chunk compute median ms|chunk compute p95 ms|",
+            "|---|---|---|---|---|---|", *rows, ""]
+
+
 def environment(exp: Path) -> list[str]:
     def version(pkg: str) -> str:
         try:
@@ -105,6 +123,8 @@ def make_results(exp: Path, utt2lang_path: str | None = None) -> str:
                 if lang_file:
                     lang_rows.append((dataset, language_table(res.parent, read_kaldi_map(lang_file))))
             out.append("")
+            if metric == "wer":  # speed is per decode, not per metric: show it once
+                out += decode_info_table(mode, [(ds, d) for (m, ds), d in decodes if m == mode])
             for dataset, rows in lang_rows:
                 out += [f"#### {metric.upper()}: {mode}, {dataset}, per language", "",
                         HEADER.replace("|dataset|", "|language|"), *rows, ""]
