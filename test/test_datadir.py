@@ -384,3 +384,11 @@ def test_clis_report_errors_with_exit_status_1(tmp_path, capsys):
     assert fix_cli.main([str(tmp_path / "nowhere")]) == 1 and "nowhere/wav.scp: missing" in capsys.readouterr().err
     assert subset_cli.main(["--first", "3", str(src), str(tmp_path / "s")]) == 0
     assert "wrote 3 utterances, 2 speakers" in capsys.readouterr().out
+
+
+def test_cli_missing_input_file_is_one_line_error(tmp_path, capsys):
+    from toolkit.bin import split_scp, subset_data_dir as subset_cli
+    assert split_scp.main([str(tmp_path / "no.scp"), str(tmp_path / "o1")]) == 1
+    assert "no.scp" in capsys.readouterr().err
+    assert subset_cli.main(["--utt-list", str(tmp_path / "no.list"), str(make_dir(tmp_path)), str(tmp_path / "s")]) == 1
+    assert "no.list" in capsys.readouterr().err

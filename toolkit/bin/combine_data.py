@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         out = combine_data_dirs(args.dst, args.srcs)
-    except (InputError, ValueError) as e:
+    except (InputError, ValueError, OSError) as e:
         print(f"combine_data: error: {e}", file=sys.stderr)
         return 1
     print(f"combine_data: wrote {len(out)} utterances from {len(args.srcs)} dirs to {args.dst}")

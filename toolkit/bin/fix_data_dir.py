@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         report = fix_data_dir(args.data_dir)
-    except InputError as e:
+    except (InputError, OSError) as e:
         print(f"fix_data_dir: error: {e}", file=sys.stderr)
         return 1
     print(f"fix_data_dir: {report}")

@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         parts = split_data_dir(args.data_dir, args.num_parts, by_speaker=not args.per_utt)
-    except (InputError, ValueError) as e:
+    except (InputError, ValueError, OSError) as e:
         print(f"split_data: error: {e}", file=sys.stderr)
         return 1
     print(f"split_data: wrote {len(parts)} parts under {parts[0].parent}")

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         for out, part in todo:
             with atomic_write(out) as f:
                 f.writelines(lines[i] + "\n" for i in part)
-    except (InputError, ValueError) as e:
+    except (InputError, ValueError, OSError) as e:
         print(f"split_scp: error: {e}", file=sys.stderr)
         return 1
     return 0

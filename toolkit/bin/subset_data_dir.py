@@ -32,7 +32,7 @@ def main(argv=None) -> int:
         sub = subset_data_dir(args.src, args.dst, first=args.first,
                               utt_list=_read_ids(args.utt_list) if args.utt_list else None,
                               speakers=_read_ids(args.spk_list) if args.spk_list else None)
-    except (InputError, ValueError) as e:
+    except (InputError, ValueError, OSError) as e:
         print(f"subset_data_dir: error: {e}", file=sys.stderr)
         return 1
     print(f"subset_data_dir: wrote {len(sub)} utterances, {len(sub.spk2utt)} speakers to {args.dst}")
