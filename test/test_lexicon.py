@@ -117,3 +117,24 @@ def test_utt2lang_language_outside_langs_is_an_error(tmp_path):
     without = write_text(tmp_path / "t2", ["x9 HALLO"])
     with pytest.raises(InputError, match=r"t2:1: utterance 'x9' has no language in utt2lang"):
         make_lexicon.build_multilingual_lang_dir([without], tmp_path / "utt2lang", None, tmp_path / "lang")
+
+
+def test_unknown_language_is_rejected_up_front():
+    with pytest.raises(ValueError, match="espeak-ng has no language 'xx-yy'"):
+        WordPhonemizer("xx-yy")
+
+
+def test_espeak_error_costs_only_the_failing_word(monkeypatch):
+    from toolkit.text import phonemize
+
+    class Flaky:  # fails any call that contains "BOOM", like espeak choking on one input
+        def phonemize(self, words, **kw):
+            if "boom" in words:
+                raise RuntimeError("espeak crashed")
+            return [" ".join(w) for w in words]
+
+    monkeypatch.setattr(phonemize, "_backend", lambda lang, stress: Flaky())
+    assert phonemize.espeak_batch(("en-us", False, ["ab", "boom", "cd"])) == [["a", "b"], [], ["c", "d"]]
+    ph = WordPhonemizer("en-us")
+    lex = ph(["AB", "BOOM"])
+    assert lex == {"AB": ["a", "b"], "BOOM": ["b", "o", "o", "m"]} and ph.fallbacks == {"BOOM": "spelled"}

@@ -96,6 +96,12 @@ class WordPhonemizer:
 
     def __init__(self, lang: str, cache_dir: str | os.PathLike | None = None, with_stress: bool = False,
                  nj: int = 1, batch_size: int = 2000):
+        _setup_espeak()
+        from phonemizer.backend import EspeakBackend
+
+        if not EspeakBackend.is_supported_language(lang):
+            raise ValueError(f"espeak-ng has no language '{lang}' (codes such as en-us, de, fr-fr, cmn; "
+                             "list them with: espeak-ng --voices, or EspeakBackend.supported_languages())")
         self.lang, self.with_stress, self.nj, self.batch_size = lang, with_stress, max(1, nj), batch_size
         self.cache_path = (Path(cache_dir) / f"{lang}{'.stress' if with_stress else ''}.tsv"
                            if cache_dir is not None else None)
