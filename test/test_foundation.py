@@ -52,3 +52,14 @@ def test_registry_rejects_unknown_conf_key_by_name():
         reg.build("toy", {"dimm": 8})
     with pytest.raises(ConfigError, match="unknown encoder 'big'"):
         reg.build("big")
+
+
+def test_atomic_write_gives_umask_mode_not_0600(tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "f") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644

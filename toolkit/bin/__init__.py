@@ -1,0 +1,1 @@
+"""Thin command-line entry points, one per recipe stage: ``python -m toolkit.bin.<name> --help``."""
