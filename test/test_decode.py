@@ -9,7 +9,7 @@ from toolkit.bin import score as score_cli
 from toolkit.decode import runner
 from toolkit.decode.search import beam_search, greedy_search
 from toolkit.decode.session import StreamingSession
-from toolkit.features.cmvn import GlobalCMVN, accumulate_stats, write_stats
+from toolkit.features.cmvn import accumulate_stats, write_stats
 from toolkit.features.fbank import FbankExtractor
 from toolkit.models import build_model
 from toolkit.scoring import read_trn

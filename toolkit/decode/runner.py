@@ -8,7 +8,6 @@ RTF = compute time / audio duration (features: ``(T - 1) * 10 ms + 25 ms`` of au
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from toolkit.scoring.trn import read_trn, write_trn
 from toolkit.utils.config import load_yaml
 from toolkit.utils.fileio import InputError, atomic_write
 
-log = logging.getLogger(__name__)
 FRAME_SHIFT_S, FRAME_LENGTH_S = 0.010, 0.025
 
 
