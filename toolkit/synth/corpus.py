@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile as sf
+from tqdm import tqdm
 
 from toolkit.data.corpora import MLS_LANGUAGES
 from toolkit.synth.espeak import TARGET_RATE, Voice, prepare_engine, synthesize_isolated
@@ -183,8 +184,6 @@ def marker_path(out: Path, plan: CorpusPlan) -> Path:
 def write_corpus(plan: CorpusPlan, out: str | Path, settings: dict, nj: int = 1, overwrite: bool = False,
                  progress: bool = True) -> dict:
     """Render ``plan`` under ``out``; returns stats. Idempotent: a finished identical run is skipped."""
-    from tqdm import tqdm
-
     out = Path(out)
     marker = marker_path(out, plan)
     targets = [out / plan.root] + ([out / plan.text_only_path] if plan.layout == "librispeech" else [])
@@ -205,20 +204,20 @@ def write_corpus(plan: CorpusPlan, out: str | Path, settings: dict, nj: int = 1,
             groups.setdefault((u.speaker, u.group), []).append(u)
         tasks = [(g, str(stage / plan.root)) for g in groups.values()]
         voice_names = sorted({u.voice.espeak_name for u in plan.utts})
-        bar = tqdm(total=len(plan.utts), desc=f"synthesize {plan.layout}/{plan.lang}", unit="utt", disable=not progress,
-                   mininterval=1.0)
+        tqdm.monitor_interval = 0  # no tqdm monitor thread: this process forks
         seconds = 0.0
-        if nj <= 1:
-            _init_worker(voice_names)
-            for task in tasks:
-                seconds += _write_audio_group(task)
-                bar.update(len(task[0]))
-        else:
-            with multiprocessing.get_context("fork").Pool(nj, _init_worker, (voice_names,)) as pool:
-                for task, dur in zip(tasks, pool.imap(_write_audio_group, tasks)):
-                    seconds += dur
+        with tqdm(total=len(plan.utts), desc=f"synthesize {plan.layout}/{plan.lang}", unit="utt",
+                  disable=not progress, mininterval=1.0) as bar:
+            if nj <= 1:
+                _init_worker(voice_names)
+                for task in tasks:
+                    seconds += _write_audio_group(task)
                     bar.update(len(task[0]))
-        bar.close()
+            else:
+                with multiprocessing.get_context("fork").Pool(nj, _init_worker, (voice_names,)) as pool:
+                    for task, dur in zip(tasks, pool.imap(_write_audio_group, tasks)):
+                        seconds += dur
+                        bar.update(len(task[0]))
         wall = time.time() - t0
         for t in targets:
             if t.exists():
