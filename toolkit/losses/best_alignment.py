@@ -54,9 +54,14 @@ def alignment_cost_matrix(speech: torch.Tensor, text: torch.Tensor) -> torch.Ten
     with torch.no_grad():
         a = speech.detach().float()
         t = text.detach().float()
-        cost = torch.matmul(a, t.transpose(-1, -2)).mul_(-2.0)  # (..., n, m)
-        cost.add_(a.pow(2).sum(-1)[..., :, None]).add_(t.pow(2).sum(-1)[..., None, :])
-        return cost.clamp_(min=0.0)
+        n, m, d = a.shape[-2], t.shape[-2], a.shape[-1]
+        a2 = torch.linalg.vecdot(a, a)  # (..., n), no (..., n, d) temporary
+        t2 = torch.linalg.vecdot(t, t)  # (..., m)
+        # one fused BLAS call: |t|^2 - 2 a.t, then + |a|^2 in place
+        cost = torch.baddbmm(t2.reshape(-1, 1, m), a.reshape(-1, n, d), t.reshape(-1, m, d).transpose(1, 2),
+                             beta=1.0, alpha=-2.0)  # (P, n, m)
+        cost.add_(a2.reshape(-1, n, 1)).clamp_(min=0.0)
+        return cost.reshape(*a.shape[:-1], m)
 
 
 def _check_lengths(speech, speech_lens, text, text_lens, pattern, fallback, names):
@@ -152,16 +157,29 @@ def best_alignment(speech, speech_lens, text, text_lens, pattern="frames_to_toke
                          lengths.reshape(lead), dp_cost.reshape(lead))
 
 
-def path_cost(speech, text, path: AlignmentPath) -> torch.Tensor:
-    """Sum of ||a_f - t_g||^2 over the path's pairs, with autograd, float32: (B,) or (L, B)."""
-    valid = path.frames >= 0  # (..., K)
-    f = path.frames.clamp(min=0).to(speech.device)
-    g = path.tokens.clamp(min=0).to(speech.device)
-    d = speech.shape[-1]
-    a = speech.gather(-2, f[..., None].expand(*f.shape, d)).float()  # (..., K, d)
-    t = text.gather(-2, g[..., None].expand(*g.shape, d)).float()
-    sq = (a - t).pow(2).sum(-1)  # (..., K)
-    return (sq * valid.to(speech.device)).sum(-1)
+def path_cost(speech, text, path: AlignmentPath, identity_frames: bool = False) -> torch.Tensor:
+    """Sum of ||a_f - t_g||^2 over the path's pairs, with autograd, float32: (B,) or (L, B).
+
+    Rows are picked from the flattened (P*n, d) / (P*m, d) views with index_select, whose
+    backward is a row-wise index_add: O(K d) per example. identity_frames: the path's
+    frames are 0..K-1 (frames_to_tokens), so speech is used as is, without a copy.
+    Padded rows must be finite (they are masked out, but 0 * inf is nan).
+    """
+    n, m, d = speech.shape[-2], text.shape[-2], speech.shape[-1]
+    dev = speech.device
+    valid = (path.frames >= 0).to(dev)  # (..., K)
+    P, K = valid.numel() // valid.shape[-1], valid.shape[-1]
+    base = torch.arange(P, device=dev)[:, None]  # (P, 1)
+    g = (path.tokens.to(dev).reshape(P, K).clamp(min=0) + base * m).reshape(-1)  # (P*K,)
+    t = text.reshape(-1, d).index_select(0, g).float()  # (P*K, d)
+    if identity_frames and K == n:
+        a = speech.reshape(-1, d).float()
+    else:
+        f = (path.frames.to(dev).reshape(P, K).clamp(min=0) + base * n).reshape(-1)
+        a = speech.reshape(-1, d).index_select(0, f).float()
+    diff = a - t  # (P*K, d)
+    sq = torch.linalg.vecdot(diff, diff).reshape(valid.shape)  # (..., K)
+    return torch.where(valid, sq, 0.0).sum(-1)
 
 
 def best_alignment_loss(speech: torch.Tensor, speech_lens: torch.Tensor, text: torch.Tensor,
@@ -182,7 +200,7 @@ def best_alignment_loss(speech: torch.Tensor, speech_lens: torch.Tensor, text: t
     if normalize not in NORMALIZE:
         raise ValueError(f"unknown normalize {normalize!r}; choose from {NORMALIZE}")
     path = best_alignment(speech, speech_lens, text, text_lens, pattern, fallback, backend, names)
-    loss = path_cost(speech, text, path)
+    loss = path_cost(speech, text, path, identity_frames=pattern == "frames_to_tokens")
     dev = loss.device
     if normalize == "frames":
         loss = loss / speech_lens.to(dev, torch.float32)

@@ -1,0 +1,181 @@
+"""Benchmark the best-alignment DP: our kernel vs a PyTorch frame loop vs monotonic_align.
+
+Usage:
+    python -m toolkit.bin.bench_alignment --threads 2 --repeat 3
+    python -m toolkit.bin.bench_alignment --quick
+    python -m toolkit.bin.bench_alignment --shapes 32,500,150,256,6 8,1500,400,512,12 --json bench.json
+
+Per shape (B, n, m, d, L) it times, given the float32 cost matrix (L*B, n, m): our kernel
+(DP + backtrace; numba on CPU, numba.cuda with --device cuda), the PyTorch frame loop
+(toolkit.losses.best_alignment_reference), and monotonic_align's Cython MAS core (fed
+-cost, frames as rows: its pattern is our frames_to_tokens; single-threaded), checks the
+three paths cost the same, and prints the cost-matrix matmul time as the floor plus
+ratios. For the first shape it also times the whole consistency loss forward+backward.
+Lengths vary per example (70-100% of n and m). Times are medians over --repeat runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from toolkit.losses import best_alignment_reference
+from toolkit.losses.best_alignment import alignment_cost_matrix, best_alignment_loss, best_path
+from toolkit.utils.fileio import atomic_write
+
+FULL_SHAPES = ["32,500,150,256,6", "8,1500,400,512,12"]
+QUICK_SHAPES = ["8,120,40,64,2", "4,300,80,64,3"]
+
+
+def _median_time(fn, repeat, setup=None):
+    times = []
+    for _ in range(repeat):
+        arg = setup() if setup else None
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn(arg) if setup else fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def _path_cost(cost64, tokens, n_lens):
+    """Sum of cost over a frames_to_tokens path given as a token per frame: (P,) float64."""
+    total = np.zeros(len(n_lens))
+    for p, n in enumerate(n_lens):
+        total[p] = cost64[p, np.arange(n), tokens[p, :n]].sum()
+    return total
+
+
+def _mas(cost, n_lens, m_lens):
+    """monotonic_align's core on -cost; returns (runner, setup) so copies stay untimed."""
+    from monotonic_align.core import maximum_path_c
+    neg = (-cost).numpy()  # (P, n, m): frames are MAS's t_t rows, tokens its t_s columns
+    nl, ml = n_lens.numpy().astype(np.int32), m_lens.numpy().astype(np.int32)
+
+    def setup():  # it accumulates into its input in place, so each run gets a fresh copy
+        return neg.copy(), np.zeros(neg.shape, np.int32)
+
+    def run(arg):
+        value, path = arg
+        maximum_path_c(path, value, nl, ml)
+        return path
+    return run, setup
+
+
+def bench_shape(B, n, m, d, L, repeat, device, rng, mas=True):
+    """Time one shape; returns a dict of seconds, ratios and the path-cost check."""
+    n_lens = torch.from_numpy(rng.integers(int(0.7 * n), n + 1, B))  # (B,)
+    m_lens = torch.from_numpy(np.minimum(rng.integers(int(0.7 * m), m + 1, B), n_lens.numpy()))
+    speech = torch.randn(L, B, n, d, device=device)  # (L, B, n, d)
+    text = torch.randn(L, B, m, d, device=device)  # (L, B, m, d)
+    res = {"shape": dict(B=B, n=n, m=m, d=d, L=L), "device": device, "threads": torch.get_num_threads()}
+    res["cost_matmul_s"], cost = _median_time(lambda: alignment_cost_matrix(speech, text), repeat)
+    cost = cost.reshape(L * B, n, m)  # (P, n, m)
+    nl, ml = n_lens.repeat(L), m_lens.repeat(L)
+    best_path(cost[:1, :8, :4], nl[:1].clamp(max=8), ml[:1].clamp(max=4))  # compile outside the timer
+    res["ours_s"], ours = _median_time(lambda: best_path(cost, nl.to(device), ml.to(device)), repeat)
+    if device == "cpu":  # per-core view: MAS below is single-threaded
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the numba kernel uses min(numba, torch) threads
+        res["ours_1thread_s"] = _median_time(lambda: best_path(cost, nl, ml), repeat)[0]
+        torch.set_num_threads(threads)
+    cpu_cost = cost.cpu()
+    res["torch_loop_s"], loop = _median_time(
+        lambda: best_alignment_reference.frames_to_tokens(cost, nl.to(device), ml.to(device)), repeat)
+    cost64 = cpu_cost.double().numpy()
+    nln = nl.numpy()
+    costs = {"ours": _path_cost(cost64, ours[1].cpu().numpy(), nln),
+             "torch_loop": _path_cost(cost64, loop[1].cpu().numpy(), nln)}
+    if mas:
+        run, setup = _mas(cpu_cost, nl, ml)
+        res["monotonic_align_s"], path = _median_time(run, repeat, setup)
+        costs["monotonic_align"] = _path_cost(cost64, path.argmax(-1), nln)
+    worst = max(float(np.max(np.abs(c - costs["ours"]) / np.maximum(costs["ours"], 1e-9))) for c in costs.values())
+    res["max_rel_path_cost_diff"] = worst
+    res["paths_equal_cost"] = worst < 1e-5
+    res["loop_over_ours"] = res["torch_loop_s"] / res["ours_s"]
+    if mas:
+        res["mas_over_ours"] = res["monotonic_align_s"] / res["ours_s"]
+        if "ours_1thread_s" in res:
+            res["mas_over_ours_1thread"] = res["monotonic_align_s"] / res["ours_1thread_s"]
+    return res
+
+
+def bench_loss(B, n, m, d, L, repeat, device, rng):
+    """Whole consistency loss: cost matmul + DP + gathered loss + backward, in seconds."""
+    n_lens = torch.from_numpy(rng.integers(int(0.7 * n), n + 1, B))
+    m_lens = torch.from_numpy(np.minimum(rng.integers(int(0.7 * m), m + 1, B), n_lens.numpy()))
+    speech = torch.randn(L, B, n, d, device=device, requires_grad=True)
+    text = torch.randn(L, B, m, d, device=device, requires_grad=True)
+
+    def step():
+        loss, _ = best_alignment_loss(speech, n_lens, text, m_lens)
+        loss.mean().backward()
+        speech.grad = text.grad = None
+    return _median_time(step, repeat)[0]
+
+
+def _fmt(res):
+    s = res["shape"]
+    head = f"B={s['B']} n={s['n']} m={s['m']} d={s['d']} L={s['L']} ({res['device']}, {res['threads']} threads)"
+    rows = [f"  cost matmul (floor)   {res['cost_matmul_s'] * 1e3:9.1f} ms",
+            f"  ours DP+backtrace     {res['ours_s'] * 1e3:9.1f} ms"]
+    if "ours_1thread_s" in res:
+        rows.append(f"  ours, 1 thread        {res['ours_1thread_s'] * 1e3:9.1f} ms")
+    rows += [
+            f"  pytorch frame loop    {res['torch_loop_s'] * 1e3:9.1f} ms   ({res['loop_over_ours']:.1f}x ours)"]
+    if "monotonic_align_s" in res:
+        per_core = f", {res['mas_over_ours_1thread']:.1f}x ours on 1 thread" if "mas_over_ours_1thread" in res else ""
+        rows.append(f"  monotonic_align (MAS) {res['monotonic_align_s'] * 1e3:9.1f} ms   "
+                    f"({res['mas_over_ours']:.1f}x ours{per_core})")
+    rows.append(f"  same path cost: {res['paths_equal_cost']} (max rel diff {res['max_rel_path_cost_diff']:.2e})")
+    if "loss_fwd_bwd_s" in res:
+        rows.append(f"  consistency loss forward+backward {res['loss_fwd_bwd_s'] * 1e3:9.1f} ms")
+    return "\n".join([head] + rows)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--shapes", nargs="+", default=None, metavar="B,n,m,d,L")
+    p.add_argument("--quick", action="store_true", help="small shapes, for a smoke run")
+    p.add_argument("--threads", type=int, default=2, help="torch and numba threads (MAS is single-threaded)")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--no-mas", action="store_true", help="skip monotonic_align")
+    p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    import numba
+    torch.set_num_threads(args.threads)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    shapes = args.shapes or (QUICK_SHAPES if args.quick else FULL_SHAPES)
+    results = []
+    for k, spec in enumerate(shapes):
+        try:
+            B, n, m, d, L = (int(x) for x in spec.split(","))
+        except ValueError:
+            p.error(f"--shapes: expected B,n,m,d,L (5 integers), got {spec!r}")
+        res = bench_shape(B, n, m, d, L, args.repeat, args.device, rng, mas=not args.no_mas)
+        if k == 0:
+            res["loss_fwd_bwd_s"] = bench_loss(B, n, m, d, L, args.repeat, args.device, rng)
+        print(_fmt(res), flush=True)
+        results.append(res)
+    if args.json:
+        with atomic_write(args.json) as f:
+            json.dump(results, f, indent=1)
+    return 0 if all(r["paths_equal_cost"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
