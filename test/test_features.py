@@ -120,11 +120,21 @@ def test_speed_perturbation_ids_and_lengths(tmp_path):
     assert dump_feats.main(["--data", str(data), "--out", str(tmp_path / "d"), "--speed-perturb", "0.9,1.0,1.1"]) == 0
     feats = dict(kaldiio.load_scp(str(tmp_path / "d" / "feats.scp")))
     assert sorted(feats) == ["s-u0", "sp0.9-s-u0", "sp1.1-s-u0"]
+    np.testing.assert_array_equal(feats["s-u0"], FbankExtractor().compute(audio["s-u0"], 22050))
     n16 = len(audio["s-u0"]) * 16000 / 22050
     for f, key in ((0.9, "sp0.9-s-u0"), (1.1, "sp1.1-s-u0")):
         expect = FbankExtractor().compute(soxr.resample(audio["s-u0"], 22050, 16000 / f, quality="HQ"))
         np.testing.assert_array_equal(feats[key], expect)
         assert abs(len(feats[key]) - (n16 / f - 240) / 160) <= 2
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3"])
+def test_audio_formats_libsndfile_reads(tmp_path, ext):
+    data, _ = make_data(tmp_path, n=0, extra_wav=[f"s-x {tmp_path / ('x.' + ext)}"])
+    sf.write(tmp_path / f"x.{ext}", AUDIO, 16000)
+    dump_job(data, tmp_path / "d", progress=False)
+    expect = FbankExtractor().compute(sf.read(tmp_path / f"x.{ext}", dtype="float32")[0])
+    np.testing.assert_array_equal(kaldiio.load_scp(str(tmp_path / "d" / "feats.1.scp"))["s-x"], expect)
 
 
 def test_segments_and_pipes(tmp_path):
