@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ class StandInJoint(nn.Module):
         super().__init__()
         d = conf["model_conf"].get("dim", 8)
         self.nan_steps = set(conf["model_conf"].get("nan_at_calls", []))
+        self.sleep = conf["model_conf"].get("sleep", 0.0)  # lets tests kill a run mid-way
         self.calls = 0
         self.audio = nn.Linear(80, d)
         self.text = nn.Embedding(conf["num_phones"], d)
@@ -49,6 +51,7 @@ class StandInJoint(nn.Module):
 
     def forward(self, batch):
         self.calls += 1
+        time.sleep(self.sleep)
         txt = self._text_rep(batch["phones"], batch["phone_lens"])
         if batch["kind"] == "text":
             loss = self._token_ce(self.drop(txt), batch["tokens"], batch["token_lens"])
@@ -248,3 +251,20 @@ def test_real_model_trains_a_few_steps(tmp_path, tiny_data):
                       model_config=str(REPO / "toolkit/resources/conf/model_tiny.yaml"))
     assert train_main(train_args(tiny_data, cfg, exp)) == 0
     assert len((exp / "losses.tsv").read_text().splitlines()) >= 3
+
+
+def test_resume_skips_a_corrupt_latest_checkpoint_and_matches_a_clean_run(tmp_path, tiny_data, caplog):
+    clean, exp = tmp_path / "clean", tmp_path / "exp"
+    sched = {"warmup_steps": 3, "total_steps": 20}  # the same schedule for the 1- and the 2-epoch run
+    cfg2 = tiny_config(tmp_path / "c2.yaml", scheduler_conf=sched)
+    assert train_main(train_args(tiny_data, cfg2, clean), build_model=build_stand_in) == 0
+    cfg1 = tiny_config(tmp_path / "c1.yaml", max_epochs=1, scheduler_conf=sched)
+    assert train_main(train_args(tiny_data, cfg1, exp), build_model=build_stand_in) == 0
+    (previous, _), (latest, path) = ckpt.list_checkpoints(exp / "checkpoints")[-2:]
+    path.write_bytes(path.read_bytes()[:500])  # truncated
+    with caplog.at_level("INFO"):
+        assert train_main(train_args(tiny_data, cfg2, exp, "--resume"),
+                          build_model=build_stand_in) == 0
+    assert f"{path} is unreadable" in caplog.text
+    assert f"resumed from {exp / 'checkpoints' / f'ckpt-{previous}.pt'}: step {previous}" in caplog.text
+    assert (exp / "losses.tsv").read_text() == (clean / "losses.tsv").read_text()

@@ -27,7 +27,7 @@ def pad_feats(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.int64)
     out = torch.zeros(len(feats), int(lens.max()), feats[0].shape[1], dtype=torch.float32)
     for b, f in enumerate(feats):
-        out[b, :f.shape[0]] = torch.from_numpy(np.ascontiguousarray(f, dtype=np.float32))
+        out[b, :f.shape[0]] = torch.as_tensor(f, dtype=torch.float32)  # copies (kaldiio arrays may be read-only)
     return out, lens
 
 

@@ -135,6 +135,8 @@ def check_and_fill(conf: dict, defaults: dict = TRAIN_DEFAULTS, where: str = "co
 
 def resolve_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> dict:
     """Load a training YAML (+ its model_config), apply ``--set``, check, fill defaults."""
+    if path and not Path(path).is_file():
+        raise ConfigError(f"config file {path} not found")
     user = load_yaml(path) if path else {}
     name = user.pop("model_config", None)
     if name is not None:

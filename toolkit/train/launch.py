@@ -25,9 +25,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+_HANDLERS: list[logging.Handler] = []
+
+
 def setup_logging(exp: Path, info: DistInfo) -> None:
+    """INFO to stderr and exp/train.log on rank 0, warnings only elsewhere (replaces earlier calls')."""
     logger = logging.getLogger("toolkit")
     logger.setLevel(logging.INFO)
+    while _HANDLERS:
+        h = _HANDLERS.pop()
+        logger.removeHandler(h)
+        h.close()
     fmt = logging.Formatter(f"%(asctime)s %(levelname)s [rank {info.rank}] %(name)s: %(message)s")
     handlers = [logging.StreamHandler(sys.stderr)]
     if info.is_main:
@@ -37,6 +45,7 @@ def setup_logging(exp: Path, info: DistInfo) -> None:
         h.setFormatter(fmt)
         h.setLevel(logging.INFO if info.is_main else logging.WARNING)
         logger.addHandler(h)
+        _HANDLERS.append(h)
 
 
 def write_exp_files(exp: Path, conf: dict, argv: list[str], resume: bool) -> None:

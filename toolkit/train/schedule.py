@@ -39,4 +39,6 @@ class LRSchedule:
 def build_scheduler(optimizer: torch.optim.Optimizer, name: str, conf: dict, total_steps: int):
     sched = LRSchedule(name, int(conf["warmup_steps"]), int(conf["total_steps"]) or total_steps,
                        float(conf["min_lr_ratio"]))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, sched)
+    # a plain function, not the LRSchedule object: LambdaLR would store the object's fields in
+    # checkpoints and restore them, pinning the old schedule when a run is resumed with new settings
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: sched(step))
