@@ -201,11 +201,19 @@ def best_alignment_loss(speech: torch.Tensor, speech_lens: torch.Tensor, text: t
         raise ValueError(f"unknown normalize {normalize!r}; choose from {NORMALIZE}")
     path = best_alignment(speech, speech_lens, text, text_lens, pattern, fallback, backend, names)
     loss = path_cost(speech, text, path, identity_frames=pattern == "frames_to_tokens")
-    dev = loss.device
+    return normalize_cost(loss, speech_lens, text_lens, speech.shape[-1], normalize), path
+
+
+def normalize_cost(total: torch.Tensor, speech_lens: torch.Tensor, text_lens: torch.Tensor,
+                   dim: int, normalize: str = "frames") -> torch.Tensor:
+    """Divide path costs (..., B) by n_b ("frames"), m_b ("tokens"), n_b * dim ("dim") or 1 ("none")."""
+    if normalize not in NORMALIZE:
+        raise ValueError(f"unknown normalize {normalize!r}; choose from {NORMALIZE}")
+    dev = total.device
     if normalize == "frames":
-        loss = loss / speech_lens.to(dev, torch.float32)
-    elif normalize == "tokens":
-        loss = loss / text_lens.to(dev, torch.float32)
-    elif normalize == "dim":
-        loss = loss / (speech_lens.to(dev, torch.float32) * speech.shape[-1])
-    return loss, path
+        return total / speech_lens.to(dev, torch.float32)
+    if normalize == "tokens":
+        return total / text_lens.to(dev, torch.float32)
+    if normalize == "dim":
+        return total / (speech_lens.to(dev, torch.float32) * dim)
+    return total

@@ -1,0 +1,1 @@
+"""Analyses of trained models: per-layer speech-text consistency (``consistency``)."""
