@@ -22,7 +22,7 @@ SMALL = ["--num-train", "6", "--num-dev", "2", "--num-test", "2", "--num-text-on
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("corpus")
-    for layout, lang in [("librispeech", "en"), ("mls", "es"), ("commonvoice", "de")]:
+    for layout, lang in [("librispeech", "en"), ("mls", "es"), ("commonvoice", "de"), ("commonvoice", "cmn")]:
         assert synthesize_corpus.main(["--layout", layout, "--lang", lang, "--out", str(out), *SMALL]) == 0
     return out
 
@@ -90,7 +90,13 @@ def test_commonvoice_text_is_normalised_and_speakers_hashed(corpus, tmp_path):
     assert rc == 0 and len(text_only) == 25 and not any("." in ln or ln != ln.lower() for ln in text_only)
 
 
-@pytest.mark.parametrize("raw,words", [("Hello, World!", "hello world"), ("'Quoted' l’arbre.", "quoted l'arbre"),
+def test_commonvoice_chinese_locale_maps_to_espeak_code_and_characters(corpus, tmp_path):
+    utts = read_commonvoice(corpus / "cv-corpus" / "zh-CN", "dev")
+    assert len(utts) == 2 and {u.lang for u in utts} == {"cmn"}
+    assert all(len(w) == 1 for u in utts for w in u.text.split())
+
+
+@pytest.mark.parametrize("raw,words", [("我们走吧！", "我 们 走 吧"), ("Zoom 会议", "zoom 会 议"), ("Hello, World!", "hello world"), ("'Quoted' l’arbre.", "quoted l'arbre"),
                                        ("¿Dónde está?", "dónde está"), ("Straße — Öl", "straße öl")])
 def test_normalize_sentence(raw, words):
     assert normalize_sentence(raw) == words

@@ -163,7 +163,7 @@ def test_commonvoice_layout_has_real_columns_and_mp3(tmp_path):
     assert sr == 16000 and 0.3 < len(wav) / sr < 15
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr", "es"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "es", "cmn"])
 def test_every_language_ships_500_words_and_varied_sentences(lang):
     assert lang in available_languages()
     g = Grammar.load(lang)
@@ -180,6 +180,14 @@ def test_french_and_spanish_contractions_are_applied():
         rng = random.Random(1)
         for _ in range(3000):
             assert not re.search(bad, g.sentence(rng))
+
+
+def test_mandarin_is_written_without_spaces_and_normalised_to_characters():
+    g = Grammar.load("cmn")
+    s = g.sentence(random.Random(3))
+    assert " " not in s
+    written, words = format_text(s, "written"), format_text(s, "lower")
+    assert written[-1] in "。？" and words.split() == [c for c in s if c.isalpha()]
 
 
 def test_text_styles():

@@ -25,6 +25,10 @@ MLS_LANGUAGES = {"english": "en", "german": "de", "dutch": "nl", "french": "fr",
 CV_REQUIRED_COLUMNS = ("client_id", "path", "sentence")
 _PUNCT = re.compile(r"[^\w\s']")
 _QUOTE = re.compile(r"(?<!\w)'|'(?!\w)")  # apostrophes used as quotes, not inside a word
+# Han characters are words of their own: text without spaces (Chinese) is scored per character
+_HAN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
+# Common Voice locales whose espeak language code differs (utt2lang holds espeak codes)
+CV_LOCALE_LANG = {"zh-CN": "cmn", "zh-TW": "cmn", "zh-HK": "yue", "es-ES": "es", "sv-SE": "sv", "pa-IN": "pa"}
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,11 @@ class Utterance:
 
 
 def normalize_sentence(text: str) -> str:
-    """Common Voice style text -> words: lower-case, punctuation dropped except in-word apostrophes."""
-    text = text.replace("\u2019", "'").replace("\u2018", "'").lower()
+    """Common Voice style text -> words: lower-case, punctuation dropped except in-word apostrophes.
+
+    Han characters are split apart ("我们走" -> "我 们 走"), so WER on them is CER.
+    """
+    text = _HAN.sub(r" \1 ", text.replace("\u2019", "'").replace("\u2018", "'").lower())
     return " ".join(_QUOTE.sub(" ", _PUNCT.sub(" ", text)).split())
 
 
@@ -167,6 +174,7 @@ def read_commonvoice(corpus: str | os.PathLike, split: str, lang: str | None = N
             raise InputError(tsv, f"clip '{clip}' listed twice", lineno)
         seen.add(uttid)
         locale = row[col["locale"]] if "locale" in col and row[col["locale"]] else None
+        locale = CV_LOCALE_LANG.get(locale, locale)
         utts.append(Utterance(uttid, spk, str(audio.resolve()),
                               _check_text(tsv, lineno, clip, normalize_sentence(sentence)), lang or locale))
     return utts

@@ -31,6 +31,7 @@ from toolkit.synth.voices import VARIANTS, voices_for_splits
 
 LAYOUTS = ("librispeech", "mls", "commonvoice")
 LANGUAGE_NAMES = {code: name for name, code in MLS_LANGUAGES.items()}
+CV_LOCALES = {"cmn": "zh-CN"}  # Common Voice names a few languages differently from espeak
 LIBRISPEECH_SUBSETS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
 CV_COLUMNS = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents",
               "locale", "segment"]
@@ -100,7 +101,7 @@ def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_t
                         uttid = f"{spk}_{num}_{i:06d}"
                         rel = f"{split}/audio/{spk}/{num}/{uttid}.flac"
                     else:
-                        uttid = f"common_voice_{lang}_{num}{i:03d}"
+                        uttid = f"common_voice_{CV_LOCALES.get(lang, lang)}_{num}{i:03d}"
                         rel, group = f"clips/{uttid}.mp3", client
                     utts.append(UttSpec(split, spk, group, uttid, text, voice, _utt_seed(seed, uttid), rel))
     if layout == "librispeech":
@@ -109,7 +110,8 @@ def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_t
         root = f"mls_{LANGUAGE_NAMES.get(lang, lang)}"
         lm_rel, lm_style = f"{root}/lm_text.txt.gz", "lower"
     else:
-        root, lm_rel, lm_style = f"cv-corpus/{lang}", f"cv-corpus/{lang}/text_only.txt.gz", "written"
+        root = f"cv-corpus/{CV_LOCALES.get(lang, lang)}"
+        lm_rel, lm_style = f"{root}/text_only.txt.gz", "written"
     return CorpusPlan(layout, lang, root, utts, [format_text(s, lm_style) for s in text_only], lm_rel)
 
 
@@ -161,7 +163,7 @@ def _write_text_files(plan: CorpusPlan, stage: Path) -> None:
                 r = random.Random(u.seed)
                 rows.append([u.group, os.path.basename(u.relpath), u.text, str(r.randint(2, 5)),
                              str(r.randint(0, 1)), CV_AGES[int(u.speaker) % len(CV_AGES)],
-                             VARIANTS[u.voice.variant], "", plan.lang, ""])
+                             VARIANTS[u.voice.variant], "", CV_LOCALES.get(plan.lang, plan.lang), ""])
             _write_tsv(root / f"{split}.tsv", rows)
             rows_all += rows
         _write_tsv(root / "validated.tsv", sorted(rows_all, key=lambda r: r[1]))

@@ -28,6 +28,7 @@ GRAMMAR_DIR = Path(__file__).resolve().parents[1] / "resources" / "grammar"
 _SLOT = re.compile(r"\{([A-Za-z_]+)\}")
 _OPTIONAL = re.compile(r"\[([^\[\]]*)\]")
 _PUNCT = re.compile(r"[^\w\s']", re.UNICODE)
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 MAX_DEPTH = 8
 
 
@@ -44,6 +45,8 @@ class Grammar:
     rewrites: list[tuple[re.Pattern, str]]
     start: str = "S"
     optional_p: float = 0.5
+    word_separator: str = " "   # "" for languages written without spaces (Chinese)
+    max_words: int = 20         # after normalisation (Chinese: characters)
 
     @classmethod
     def load(cls, lang: str, path: str | Path | None = None) -> "Grammar":
@@ -60,7 +63,8 @@ class Grammar:
                 rules={k: [str(a) for a in v] for k, v in cfg["rules"].items()},
                 genders=[str(x) for x in cfg.get("genders", [])],
                 rewrites=[(re.compile(a), b) for a, b in cfg.get("rewrites", [])],
-                optional_p=float(cfg.get("optional_p", 0.5)))
+                optional_p=float(cfg.get("optional_p", 0.5)), word_separator=str(cfg.get("word_separator", " ")),
+                max_words=int(cfg.get("max_words", 20)))
         g.check(path)
         return g
 
@@ -127,10 +131,10 @@ class Grammar:
     def sentence(self, rng: random.Random) -> str:
         """One sentence, lower-case, single-spaced, punctuation attached to words."""
         text = " ".join(self.expand(self.start, rng).split())
-        text = re.sub(r"\s+([,.?!])", r"\1", text)
+        text = re.sub(r"\s+([,.?!，。？！])", r"\1", text)
         for pattern, repl in self.rewrites:
             text = pattern.sub(repl, text)
-        return text
+        return text if self.word_separator == " " else text.replace(" ", self.word_separator)
 
 
 def format_text(sentence: str, style: str) -> str:
@@ -143,13 +147,16 @@ def format_text(sentence: str, style: str) -> str:
         s = sentence.strip()
         first = next((i for i, c in enumerate(s) if c.isalpha()), 0)  # "¿dónde" -> "¿Dónde"
         s = s[:first] + s[first:first + 1].upper() + s[first + 1:]
-        return s if s[-1:] in ".?!" else s + "."
+        if s[-1:] in ".?!。？！":
+            return s
+        return s + ("。" if _HAN.search(s) else ".")
     raise ValueError(f"unknown text style '{style}'")
 
 
 def generate_sentences(grammar: Grammar, n: int, rng: random.Random, exclude: set[str] | None = None,
-                       min_words: int = 3, max_words: int = 20) -> list[str]:
+                       min_words: int = 3, max_words: int | None = None) -> list[str]:
     """``n`` distinct sentences (by their normalised words), none of them in ``exclude``."""
+    max_words = max_words or grammar.max_words
     seen = set(exclude or ())
     out: list[str] = []
     tries = 0
