@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
@@ -42,9 +42,10 @@ CV_AGES = ["teens", "twenties", "thirties", "fourties", "fifties", "sixties"]
 class UttSpec:
     split: str
     speaker: str
-    group: str      # LibriSpeech chapter, MLS book, Common Voice client_id
+    group: str      # synthesized together: LibriSpeech chapter, MLS book, Common Voice client_id
     uttid: str
     text: str       # as written in the transcript files
+    spoken: str     # what espeak reads: cased and punctuated, so all-caps words are not spelled out
     voice: Voice
     seed: int
     relpath: str    # audio path relative to the corpus root
@@ -54,15 +55,26 @@ class UttSpec:
 class CorpusPlan:
     layout: str
     lang: str
-    root: str                       # top-level name under --out (renamed into place)
+    root: str                       # top-level path under --out (renamed into place)
     utts: list[UttSpec]
     text_only: list[str]
-    text_only_path: str             # relative to the root's parent
-    extra: dict = field(default_factory=dict)
+    text_only_path: str             # relative to --out
 
 
 def _utt_seed(seed: int, uttid: str) -> int:
     return zlib.crc32(f"{seed}:{uttid}".encode()) & 0x7FFFFFFF
+
+
+def _locate(layout: str, lang: str, split: str, spk: str, num: str, i: int) -> tuple[str, str]:
+    """(utterance id, audio path under the corpus root) as the real corpus names them."""
+    if layout == "librispeech":
+        uttid = f"{spk}-{num}-{i:04d}"
+        return uttid, f"{LIBRISPEECH_SUBSETS[split]}/{spk}/{num}/{uttid}.flac"
+    if layout == "mls":
+        uttid = f"{spk}_{num}_{i:06d}"
+        return uttid, f"{split}/audio/{spk}/{num}/{uttid}.flac"
+    uttid = f"common_voice_{CV_LOCALES.get(lang, lang)}_{num}{i:03d}"
+    return uttid, f"clips/{uttid}.mp3"
 
 
 def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_text_only: int,
@@ -74,45 +86,37 @@ def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_t
         raise ValueError(f"utterances per chapter/book must be 1..999, got {utts_per_group}")
     rng = random.Random(seed)
     grammar = Grammar.load(lang)
-    total = sum(counts.values())
-    paired = generate_sentences(grammar, total, rng)
+    paired = generate_sentences(grammar, sum(counts.values()), rng)
     text_only = generate_sentences(grammar, num_text_only, rng, exclude=set(paired))
     voices = voices_for_splits(lang, {s: min(speakers[s], counts[s]) for s in counts}, rng)
     style = {"librispeech": "upper", "mls": "lower", "commonvoice": "written"}[layout]
-    ids = rng.sample(range(100, 10000), sum(len(v) for v in voices.values()))
-    groups = iter(rng.sample(range(10000, 999999), total))
+    spk_ids = rng.sample(range(100, 10000), sum(len(v) for v in voices.values()))
+    group_nums = iter(rng.sample(range(10000, 999999), len(paired)))
     utts: list[UttSpec] = []
     start = 0
     for split in ("train", "dev", "test"):
         sents = paired[start:start + counts[split]]
         start += counts[split]
         for k, voice in enumerate(voices[split]):
-            mine = sents[k::len(voices[split])]
-            spk = str(ids.pop())
+            mine = sents[k::len(voices[split])]  # round robin over the split's speakers
+            spk = str(spk_ids.pop())
             client = hashlib.sha512(f"{seed}:{spk}".encode()).hexdigest()
             for c0 in range(0, len(mine), utts_per_group):
-                num = str(next(groups))  # chapter / book number
+                num = str(next(group_nums))  # chapter / book number
                 for i, sent in enumerate(mine[c0:c0 + utts_per_group]):
-                    text, group = format_text(sent, style), num
-                    if layout == "librispeech":
-                        uttid = f"{spk}-{num}-{i:04d}"
-                        rel = f"{LIBRISPEECH_SUBSETS[split]}/{spk}/{num}/{uttid}.flac"
-                    elif layout == "mls":
-                        uttid = f"{spk}_{num}_{i:06d}"
-                        rel = f"{split}/audio/{spk}/{num}/{uttid}.flac"
-                    else:
-                        uttid = f"common_voice_{CV_LOCALES.get(lang, lang)}_{num}{i:03d}"
-                        rel, group = f"clips/{uttid}.mp3", client
-                    utts.append(UttSpec(split, spk, group, uttid, text, voice, _utt_seed(seed, uttid), rel))
+                    uttid, rel = _locate(layout, lang, split, spk, num, i)
+                    utts.append(UttSpec(split, spk, client if layout == "commonvoice" else num, uttid,
+                                        format_text(sent, style), format_text(sent, "written"), voice,
+                                        _utt_seed(seed, uttid), rel))
     if layout == "librispeech":
-        root, lm_rel, lm_style = "LibriSpeech", "librispeech-lm-norm.txt.gz", "upper"
+        root, lm_rel = "LibriSpeech", "librispeech-lm-norm.txt.gz"
     elif layout == "mls":
         root = f"mls_{LANGUAGE_NAMES.get(lang, lang)}"
-        lm_rel, lm_style = f"{root}/lm_text.txt.gz", "lower"
+        lm_rel = f"{root}/lm_text.txt.gz"
     else:
         root = f"cv-corpus/{CV_LOCALES.get(lang, lang)}"
-        lm_rel, lm_style = f"{root}/text_only.txt.gz", "written"
-    return CorpusPlan(layout, lang, root, utts, [format_text(s, lm_style) for s in text_only], lm_rel)
+        lm_rel = f"{root}/text_only.txt.gz"
+    return CorpusPlan(layout, lang, root, utts, [format_text(s, style) for s in text_only], lm_rel)
 
 
 def _write_audio_group(args) -> float:
@@ -125,7 +129,7 @@ def _write_audio_group(args) -> float:
         sf.write(path, samples, TARGET_RATE, format="MP3" if path.suffix == ".mp3" else "FLAC")
 
     try:
-        return sum(synthesize_isolated([(u.text, u.voice, u.seed) for u in specs], write))
+        return sum(synthesize_isolated([(u.spoken, u.voice, u.seed) for u in specs], write))
     except RuntimeError as e:
         raise RuntimeError(f"speaker {specs[0].speaker} ({specs[0].voice}): {e}") from None
 
