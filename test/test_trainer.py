@@ -37,7 +37,8 @@ class StandInJoint(nn.Module):
         self.audio = nn.Linear(80, d)
         self.text = nn.Embedding(conf["num_phones"], d)
         self.out = nn.Linear(d, conf["vocab_size"])
-        self.drop = nn.Dropout(0.2)
+        self.drop = nn.Dropout(conf["model_conf"].get("dropout", 0.2))
+        self.mask_rate = conf["model_conf"].get("mask_rate", 0.15)
 
     def _token_ce(self, h, tokens, token_lens):  # h (B, D); tokens (B, U)
         logp = self.out(h).log_softmax(-1)  # (B, V)
@@ -46,7 +47,7 @@ class StandInJoint(nn.Module):
         return (nll.sum(1) / token_lens).mean()
 
     def _text_rep(self, phones, phone_lens):
-        keep = (torch.rand(phones.shape) > 0.15) & (torch.arange(phones.shape[1])[None] < phone_lens[:, None])
+        keep = (torch.rand(phones.shape) >= self.mask_rate) & (torch.arange(phones.shape[1])[None] < phone_lens[:, None])
         return (self.text(phones) * keep[..., None]).sum(1) / phone_lens[:, None]  # (B, D)
 
     def forward(self, batch):
