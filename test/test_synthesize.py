@@ -64,7 +64,8 @@ def test_audio_is_16k_mono_with_plausible_duration(libri):
         seconds = len(wav) / sr
         assert 0.3 < seconds < 15
         assert 0.12 < seconds / len(text.split()) < 1.2, (uttid, seconds, text)
-        assert np.abs(wav).max() > 1000  # speech, not silence
+        peak = np.abs(wav.astype(np.int32))
+        assert peak.max() > 1000 and (peak >= 32767).mean() < 1e-4  # speech, not silence, not clipped
 
 
 def test_longer_sentence_takes_longer_to_say():

@@ -21,7 +21,7 @@ import soxr
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 POS_CHARACTER = 1
 espeakCHARS_UTF8 = 1
-espeakRATE, espeakPITCH, espeakRANGE = 1, 3, 4
+espeakRATE, espeakVOLUME, espeakPITCH, espeakRANGE = 1, 2, 3, 4
 ESPEAK_RATE = 22050
 TARGET_RATE = 16000
 
@@ -35,6 +35,7 @@ class Voice:
     pitch: int      # 0..100, espeak default 50
     rate: int       # words per minute, espeak default 175
     range: int      # pitch range 0..100, espeak default 50
+    volume: int = 50  # amplitude 0..200; espeak's default 100 clips for some variants (john, klatt4)
 
     @property
     def espeak_name(self) -> str:
@@ -100,7 +101,8 @@ class Espeak:
         lib = self._lib
         if lib.espeak_SetVoiceByName(voice.espeak_name.encode()) != 0:
             raise ValueError(f"espeak-ng has no voice '{voice.espeak_name}'")
-        for param, value in ((espeakRATE, voice.rate), (espeakPITCH, voice.pitch), (espeakRANGE, voice.range)):
+        for param, value in ((espeakRATE, voice.rate), (espeakPITCH, voice.pitch), (espeakRANGE, voice.range),
+                             (espeakVOLUME, voice.volume)):
             lib.espeak_SetParameter(param, value, 0)
         lib.espeak_ng_SetRandSeed(seed)
         self._chunks = []

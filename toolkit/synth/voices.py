@@ -22,6 +22,7 @@ VARIANTS: dict[str, str] = {
 PITCH = (25, 75)
 RATE = (140, 195)
 RANGE = (30, 80)
+VOLUME = (35, 55)  # above ~60 the loudest variants (john, klatt4) can clip
 
 
 def split_variants(rng: random.Random, n_dev: int, n_test: int) -> dict[str, list[str]]:
@@ -41,7 +42,7 @@ def make_voices(lang: str, variants: list[str], n: int, rng: random.Random) -> l
     seen = set()
     while len(voices) < n:
         v = Voice(lang, variants[len(voices) % len(variants)], rng.randint(*PITCH), rng.randint(*RATE),
-                  rng.randint(*RANGE))
+                  rng.randint(*RANGE), rng.randint(*VOLUME))
         if (v.variant, v.pitch, v.rate) not in seen:
             seen.add((v.variant, v.pitch, v.rate))
             voices.append(v)
