@@ -24,21 +24,21 @@ from toolkit.synth.grammar import available_languages
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m toolkit.bin.synthesize_corpus", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--layout", choices=LAYOUTS, required=True)
+    p.add_argument("--layout", choices=LAYOUTS, required=True, help="corpus layout to write")
     p.add_argument("--out", required=True, help="directory the corpus root is created in")
     p.add_argument("--lang", default="en", help=f"grammar language, one of {available_languages()}")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--num-train", type=int, default=1500)
-    p.add_argument("--num-dev", type=int, default=200)
-    p.add_argument("--num-test", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1, help="same seed, same bytes")
+    p.add_argument("--num-train", type=int, default=1500, help="paired training utterances")
+    p.add_argument("--num-dev", type=int, default=200, help="dev utterances (unseen voices)")
+    p.add_argument("--num-test", type=int, default=200, help="test utterances (unseen voices)")
     p.add_argument("--num-text-only", type=int, default=15000, help="unpaired sentences (LM text)")
-    p.add_argument("--num-train-speakers", type=int, default=24)
-    p.add_argument("--num-dev-speakers", type=int, default=4)
-    p.add_argument("--num-test-speakers", type=int, default=4)
+    p.add_argument("--num-train-speakers", type=int, default=24, help="voices in train")
+    p.add_argument("--num-dev-speakers", type=int, default=4, help="voices in dev")
+    p.add_argument("--num-test-speakers", type=int, default=4, help="voices in test")
     p.add_argument("--utts-per-chapter", type=int, default=25, help="utterances per chapter (MLS: book)")
     p.add_argument("--nj", type=int, default=2, help="parallel synthesis processes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing different corpus")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     return p
 
 

@@ -30,6 +30,8 @@ from toolkit.synth.grammar import Grammar, format_text, generate_sentences
 from toolkit.synth.voices import VARIANTS, voices_for_splits
 
 LAYOUTS = ("librispeech", "mls", "commonvoice")
+# Part of the completion marker: bump when the same settings would now give different bytes.
+SYNTH_VERSION = 1
 LANGUAGE_NAMES = {code: name for name, code in MLS_LANGUAGES.items()}
 CV_LOCALES = {"cmn": "zh-CN"}  # Common Voice names a few languages differently from espeak
 LIBRISPEECH_SUBSETS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
@@ -191,6 +193,7 @@ def write_corpus(plan: CorpusPlan, out: str | Path, settings: dict, nj: int = 1,
                  progress: bool = True) -> dict:
     """Render ``plan`` under ``out``; returns stats. Idempotent: a finished identical run is skipped."""
     out = Path(out)
+    settings = {**settings, "synth_version": SYNTH_VERSION}
     marker = marker_path(out, plan)
     targets = [out / plan.root] + ([out / plan.text_only_path] if plan.layout == "librispeech" else [])
     if marker.exists() and json.loads(marker.read_text()) == settings and all(t.exists() for t in targets):
