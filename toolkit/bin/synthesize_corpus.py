@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     try:
         stats = write_corpus(plan, args.out, settings, nj=args.nj, overwrite=args.overwrite,
                              progress=not args.no_progress)
-    except FileExistsError as e:
+    except (FileExistsError, ValueError, RuntimeError) as e:  # RuntimeError: an espeak child failed
         sys.exit(f"synthesize_corpus: {e}")
     if stats["skipped"]:
         print(f"synthesize_corpus: {args.out}/{plan.root} is already complete for these settings; skipped")

@@ -136,10 +136,6 @@ def _write_audio_group(args) -> float:
         raise RuntimeError(f"speaker {specs[0].speaker} ({specs[0].voice}): {e}") from None
 
 
-def _init_worker(voice_names):
-    prepare_engine(voice_names)
-
-
 def _write_text_files(plan: CorpusPlan, stage: Path) -> None:
     root = stage / plan.root
     by_key: dict[str, list[UttSpec]] = {}
@@ -214,16 +210,18 @@ def write_corpus(plan: CorpusPlan, out: str | Path, settings: dict, nj: int = 1,
         tasks = [(g, str(stage / plan.root)) for g in groups.values()]
         voice_names = sorted({u.voice.espeak_name for u in plan.utts})
         tqdm.monitor_interval = 0  # no tqdm monitor thread: this process forks
+        # Checked here, not in a Pool initializer (a failing initializer makes Pool respawn forever);
+        # the workers fork from this process and inherit its engine, still unused.
+        prepare_engine(voice_names)
         seconds = 0.0
         with tqdm(total=len(plan.utts), desc=f"synthesize {plan.layout}/{plan.lang}", unit="utt",
                   disable=not progress, mininterval=1.0) as bar:
             if nj <= 1:
-                _init_worker(voice_names)
                 for task in tasks:
                     seconds += _write_audio_group(task)
                     bar.update(len(task[0]))
             else:
-                with multiprocessing.get_context("fork").Pool(nj, _init_worker, (voice_names,)) as pool:
+                with multiprocessing.get_context("fork").Pool(nj) as pool:
                     for task, dur in zip(tasks, pool.imap(_write_audio_group, tasks)):
                         seconds += dur
                         bar.update(len(task[0]))
