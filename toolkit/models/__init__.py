@@ -60,7 +60,7 @@ def build_model(config: dict) -> JointSpeechTextModel:
 def count_parameters(model: nn.Module) -> dict:
     """Trainable parameters per top-level component plus ``total`` (shared modules once)."""
     counts, seen = {}, set()
-    for name, child in model.named_children():
+    for name, child in model._modules.items():  # named_children() would hide an alias (shared decoder)
         n = 0
         for p in child.parameters():
             if p.requires_grad and id(p) not in seen:
