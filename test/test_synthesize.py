@@ -175,6 +175,14 @@ def test_every_language_ships_500_words_and_varied_sentences(lang):
     assert len(used) >= 400  # the lists are actually reachable, not just long
 
 
+def test_generated_sentences_avoid_the_excluded_ones():
+    g = Grammar.load("fr")  # punctuated sentences ("le lundi, ...") must be excluded too
+    first = generate_sentences(g, 300, random.Random(5))
+    assert any("," in s or "?" in s for s in first)
+    again = generate_sentences(g, 300, random.Random(5), exclude=set(first))
+    assert not {normalize_sentence(s) for s in first} & {normalize_sentence(s) for s in again}
+
+
 def test_french_and_spanish_contractions_are_applied():
     for lang, bad in [("fr", r"\b(le|la) [aeiouéèê]"), ("es", r"\b(a|de) el\b")]:
         g = Grammar.load(lang)
@@ -200,7 +208,8 @@ def test_text_styles():
 def test_grammar_file_errors_name_the_problem(tmp_path):
     cases = {"rules: {S: ['{nothing}']}\nwords: {a: [x]}": "neither a rule nor a word list",
              "rules: {S: ['{a}']}\nwords: {a: [x], b: [y]}": "never used",
-             "rules: {S: ['{a}']}\nwords: {a: [yes, on]}": "quote them"}
+             "rules: {S: ['{a}']}\nwords: {a: [yes, on]}": "quote them",
+             "genders: [m, f]\nrules: {S: ['{a}']}\nwords: {a: [x|y|z]}": "one form per gender"}
     for text, message in cases.items():
         path = tmp_path / "xx.yaml"
         path.write_text(text)

@@ -31,7 +31,7 @@ from toolkit.synth.voices import VARIANTS, voices_for_splits
 
 LAYOUTS = ("librispeech", "mls", "commonvoice")
 # Part of the completion marker: bump when the same settings would now give different bytes.
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 LANGUAGE_NAMES = {code: name for name, code in MLS_LANGUAGES.items()}
 CV_LOCALES = {"cmn": "zh-CN"}  # Common Voice names a few languages differently from espeak
 LIBRISPEECH_SUBSETS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}

@@ -95,6 +95,10 @@ class Grammar:
                     used.update(lists)
                 if not self._genders_for(alt):
                     raise ValueError(f"{path}: rule {sym}: no gender fits every slot of '{alt}'")
+        for cat, entries in self.words.items():
+            bad = [e for e in entries if "|" in e and len(e.split("|")) != len(self.genders)]
+            if bad:
+                raise ValueError(f"{path}: words.{cat}: {bad[0]!r} needs one form per gender {self.genders}")
         unused = sorted(set(self.words) - used)
         if unused:
             raise ValueError(f"{path}: word lists never used by a rule: {unused}")
@@ -123,7 +127,7 @@ class Grammar:
             entry = rng.choice(self._slot_list(name, gender))
             if "|" in entry:
                 forms = entry.split("|")
-                entry = forms[self.genders.index(gender)] if len(forms) == len(self.genders) else forms[0]
+                entry = forms[self.genders.index(gender)]
             return entry
 
         return _SLOT.sub(fill, alt)
@@ -157,7 +161,7 @@ def generate_sentences(grammar: Grammar, n: int, rng: random.Random, exclude: se
                        min_words: int = 3, max_words: int | None = None) -> list[str]:
     """``n`` distinct sentences (by their normalised words), none of them in ``exclude``."""
     max_words = max_words or grammar.max_words
-    seen = set(exclude or ())
+    seen = {normalize_sentence(s) for s in exclude or ()}
     out: list[str] = []
     tries = 0
     while len(out) < n:
