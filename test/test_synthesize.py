@@ -68,6 +68,15 @@ def test_audio_is_16k_mono_with_plausible_duration(libri):
         assert peak.max() > 1000 and (peak >= 32767).mean() < 1e-4  # speech, not silence, not clipped
 
 
+def test_speaker_ids_differ_across_languages():
+    counts, speakers = {"train": 30, "dev": 4, "test": 4}, {"train": 10, "dev": 2, "test": 2}
+    ids = {lang: {u.speaker for u in plan_corpus("mls", lang, 1, counts, 0, speakers, 5).utts}
+           for lang in ("en", "de", "fr", "es", "cmn")}
+    assert all(len(v) == 14 for v in ids.values())
+    assert len(set.union(*ids.values())) == 70
+    assert all(len(s) <= 4 for s in ids["en"]) and all(len(s) == 5 for s in ids["de"])  # LibriSpeech-like
+
+
 def test_longer_sentence_takes_longer_to_say():
     prepare_engine(["en+m3"])
     voice = Voice("en", "m3", 50, 170, 50)

@@ -31,7 +31,10 @@ from toolkit.synth.voices import VARIANTS, voices_for_splits
 
 LAYOUTS = ("librispeech", "mls", "commonvoice")
 # Part of the completion marker: bump when the same settings would now give different bytes.
-SYNTH_VERSION = 2
+SYNTH_VERSION = 3
+# Speaker ids of language i come from [i*10000+100, (i+1)*10000): unique across languages, as
+# reader ids are in MLS, so data dirs of several languages can be combined (English: 4 digits).
+LANG_ORDER = ("en", "de", "fr", "es", "cmn", "nl", "it", "pt", "pl")
 LANGUAGE_NAMES = {code: name for name, code in MLS_LANGUAGES.items()}
 CV_LOCALES = {"cmn": "zh-CN"}  # Common Voice names a few languages differently from espeak
 LIBRISPEECH_SUBSETS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
@@ -92,7 +95,8 @@ def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_t
     text_only = generate_sentences(grammar, num_text_only, rng, exclude=set(paired))
     voices = voices_for_splits(lang, {s: min(speakers[s], counts[s]) for s in counts}, rng)
     style = {"librispeech": "upper", "mls": "lower", "commonvoice": "written"}[layout]
-    spk_ids = rng.sample(range(100, 10000), sum(len(v) for v in voices.values()))
+    block = LANG_ORDER.index(lang) if lang in LANG_ORDER else len(LANG_ORDER) + zlib.crc32(lang.encode()) % 90
+    spk_ids = rng.sample(range(block * 10000 + 100, (block + 1) * 10000), sum(len(v) for v in voices.values()))
     group_nums = iter(rng.sample(range(10000, 999999), len(paired)))
     utts: list[UttSpec] = []
     start = 0
@@ -102,7 +106,7 @@ def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_t
         for k, voice in enumerate(voices[split]):
             mine = sents[k::len(voices[split])]  # round robin over the split's speakers
             spk = str(spk_ids.pop())
-            client = hashlib.sha512(f"{seed}:{spk}".encode()).hexdigest()
+            client = hashlib.sha512(f"{seed}:{lang}:{spk}".encode()).hexdigest()
             for c0 in range(0, len(mine), utts_per_group):
                 num = str(next(group_nums))  # chapter / book number
                 for i, sent in enumerate(mine[c0:c0 + utts_per_group]):
