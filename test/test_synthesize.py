@@ -77,6 +77,12 @@ def test_speaker_ids_differ_across_languages():
     assert all(len(s) <= 4 for s in ids["en"]) and all(len(s) == 5 for s in ids["de"])  # LibriSpeech-like
 
 
+def test_layouts_of_one_language_do_not_share_sentences():
+    counts, speakers = {"train": 300, "dev": 30, "test": 30}, {"train": 10, "dev": 2, "test": 2}
+    mls, cv = (plan_corpus(layout, "de", 1, counts, 0, speakers, 5) for layout in ("mls", "commonvoice"))
+    assert not {u.text for u in mls.utts} & {normalize_sentence(u.text) for u in cv.utts}
+
+
 def test_longer_sentence_takes_longer_to_say():
     prepare_engine(["en+m3"])
     voice = Voice("en", "m3", 50, 170, 50)

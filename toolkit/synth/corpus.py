@@ -31,7 +31,7 @@ from toolkit.synth.voices import VARIANTS, voices_for_splits
 
 LAYOUTS = ("librispeech", "mls", "commonvoice")
 # Part of the completion marker: bump when the same settings would now give different bytes.
-SYNTH_VERSION = 3
+SYNTH_VERSION = 4
 # Speaker ids of language i come from [i*10000+100, (i+1)*10000): unique across languages, as
 # reader ids are in MLS, so data dirs of several languages can be combined (English: 4 digits).
 LANG_ORDER = ("en", "de", "fr", "es", "cmn", "nl", "it", "pt", "pl")
@@ -89,7 +89,9 @@ def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_t
         raise ValueError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")
     if not 1 <= utts_per_group <= 999:
         raise ValueError(f"utterances per chapter/book must be 1..999, got {utts_per_group}")
-    rng = random.Random(seed)
+    # Layout and language in the seed: an MLS and a Common Voice corpus of one language made
+    # with the same --seed must not share sentences (one's test set would be the other's train).
+    rng = random.Random(f"{seed}:{layout}:{lang}")
     grammar = Grammar.load(lang)
     paired = generate_sentences(grammar, sum(counts.values()), rng)
     text_only = generate_sentences(grammar, num_text_only, rng, exclude=set(paired))
