@@ -13,7 +13,7 @@ Usage:
     python -m toolkit.bin.train ... --set optim_conf.lr=2.0e-3 --set batching.num_workers=0
 
     # G GPUs on one machine (DDP over NCCL; gloo when --ngpu 0)
-    torchrun --nproc_per_node 4 -m toolkit.bin.train --ngpu 1 ...same arguments...
+    torchrun --nproc_per_node 4 -m toolkit.bin.train --ngpu 4 ...same arguments...
     # several machines: run this on every node
     torchrun --nnodes 2 --nproc_per_node 4 --rdzv-backend c10d --rdzv-endpoint host0:29500 \
         -m toolkit.bin.train --ngpu 1 ...same arguments...
@@ -25,7 +25,8 @@ Usage:
     #       --rdzv-id "$SLURM_JOB_ID" --rdzv-backend c10d --rdzv-endpoint "$head:29500" \
     #       -m toolkit.bin.train --ngpu 1 --config conf/train.yaml ... --exp exp/big --resume
 
-``--ngpu`` is GPUs per process (0 or 1); the number of processes comes from torchrun.
+``--ngpu`` > 0 trains on GPUs, one per process (cuda:LOCAL_RANK); the number of processes
+comes from torchrun (``--ngpu N`` alone, without torchrun, is refused).
 A train config holds the training keys (see toolkit/train/config.py) and the model,
 inline (``model:``, ``model_conf:``) or by reference (``model_config: model_tiny.yaml``,
 looked up beside the config, then in the working dir, then toolkit/resources/conf/).
@@ -36,6 +37,7 @@ Writes exp/<tag>/{config.yaml, run.sh, train.log, losses.tsv, tensorboard/, chec
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from toolkit.train.config import fill_data_paths, fill_model_defaults, resolve_config
@@ -50,11 +52,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid-data", help="dump dir of the validation set (loss + greedy WER per epoch)")
     p.add_argument("--text-data", help="dump dir whose seq/ holds text-only data")
     p.add_argument("--lang-dir", help="data/lang: tokens.txt, phones.txt, wp<N>.model")
+    p.add_argument("--bpe-model", help="sentencepiece model (default: the lang dir's wp<N>.model)")
     p.add_argument("--cmvn", help="global CMVN stats (Kaldi matrix), e.g. dump/train/cmvn.ark")
     p.add_argument("--exp", help="experiment dir (exp/<tag>)")
     p.add_argument("--resume", action="store_true", help="continue from the newest readable checkpoint")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.add_argument("--ngpu", type=int, default=0, help="GPUs per process: 0 (CPU) or 1")
+    p.add_argument("--ngpu", type=int, default=0,
+                   help="0: CPU; N >= 1: GPUs (one per process: start N processes with torchrun)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. optim_conf.lr=1.0e-3 (repeatable)")
     return p
@@ -66,7 +70,8 @@ def main(argv: list[str] | None = None, build_model=None) -> int:
     args = get_parser().parse_args(argv)
     try:
         conf = fill_model_defaults(resolve_config(args.config, args.set))
-        conf = fill_data_paths(conf, args.train_data, args.valid_data, args.text_data, args.lang_dir, args.cmvn)
+        conf = fill_data_paths(conf, args.train_data, args.valid_data, args.text_data, args.lang_dir, args.cmvn,
+                               args.bpe_model)
     except (ConfigError, InputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -76,8 +81,10 @@ def main(argv: list[str] | None = None, build_model=None) -> int:
     if not args.exp:
         print("error: --exp is required", file=sys.stderr)
         return 2
-    if args.ngpu not in (0, 1):
-        print("error: --ngpu is per process (0 or 1); start more processes with torchrun", file=sys.stderr)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if args.ngpu > 1 and world == 1:
+        print(f"error: --ngpu {args.ngpu} in a single process; launch with "
+              f"torchrun --nproc_per_node {args.ngpu} -m toolkit.bin.train ...", file=sys.stderr)
         return 2
     from toolkit.train.distributed import cleanup, init_distributed
     from toolkit.train.launch import run_training

@@ -50,8 +50,9 @@ class PairedDataset:
         d = Path(data_dir)
         self.data_dir = d
         scp = d / "feats.scp"
-        if not scp.exists():
-            raise InputError(scp, "missing (run the feature stage first)")
+        for path in (scp, d / "utt2num_frames"):
+            if not path.exists():
+                raise InputError(path, "missing (run the feature stage first)")
         frames = read_kaldi_map(d / "utt2num_frames")
         store = SeqStore(d / "seq")
         self.cmvn = GlobalCMVN.load(cmvn_path) if cmvn_path else None

@@ -157,6 +157,8 @@ def symbol_table_size(path: str | os.PathLike) -> int:
     """``max id + 1`` of a ``<sym> <id>`` table (tokens.txt, phones.txt)."""
     from toolkit.data.kaldi_map import iter_kaldi_map
     from toolkit.utils.fileio import InputError
+    if not Path(path).is_file():
+        raise InputError(path, "missing (run the lexicon and wordpiece stages first)")
     top = -1
     for lineno, sym, value in iter_kaldi_map(path):
         if not value.strip().isdigit():
@@ -168,12 +170,12 @@ def symbol_table_size(path: str | os.PathLike) -> int:
 
 
 def fill_data_paths(conf: dict, train_data=None, valid_data=None, text_data=None, lang_dir=None,
-                    cmvn=None) -> dict:
+                    cmvn=None, bpe_model=None) -> dict:
     """Command-line paths (absolute) over the config's; ``vocab_size``, ``num_phones``,
     ``bpe_model`` from the lang dir."""
     conf = dict(conf)
     for key, value in (("train_data", train_data), ("valid_data", valid_data), ("text_data", text_data),
-                       ("lang_dir", lang_dir), ("cmvn", cmvn)):
+                       ("lang_dir", lang_dir), ("cmvn", cmvn), ("bpe_model", bpe_model)):
         if value is not None:
             conf[key] = str(Path(value).resolve())
         conf.setdefault(key, None)
@@ -183,10 +185,10 @@ def fill_data_paths(conf: dict, train_data=None, valid_data=None, text_data=None
         conf["vocab_size"] = symbol_table_size(lang / "tokens.txt")
         conf["num_phones"] = symbol_table_size(lang / "phones.txt")
         models = sorted(lang.glob("wp*.model"))
-        if len(models) > 1:
+        if len(models) > 1 and bpe_model is None:
             raise ConfigError(f"{lang}: several wordpiece models ({', '.join(m.name for m in models)}); keep one")
-        conf["bpe_model"] = str(models[0].resolve()) if models else conf.get("bpe_model")
-    conf.setdefault("bpe_model", None)
+        if bpe_model is None and models:
+            conf["bpe_model"] = str(models[0].resolve())
     return conf
 
 

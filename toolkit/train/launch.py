@@ -28,6 +28,17 @@ def seed_everything(seed: int) -> None:
 _HANDLERS: list[logging.Handler] = []
 
 
+class _TqdmStderrHandler(logging.StreamHandler):
+    """Log lines printed above the progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
 def setup_logging(exp: Path, info: DistInfo) -> None:
     """INFO to stderr and exp/train.log on rank 0, warnings only elsewhere (replaces earlier calls')."""
     logger = logging.getLogger("toolkit")
@@ -37,7 +48,7 @@ def setup_logging(exp: Path, info: DistInfo) -> None:
         logger.removeHandler(h)
         h.close()
     fmt = logging.Formatter(f"%(asctime)s %(levelname)s [rank {info.rank}] %(name)s: %(message)s")
-    handlers = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [_TqdmStderrHandler(sys.stderr)]
     if info.is_main:
         exp.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(exp / "train.log", encoding="utf-8"))
