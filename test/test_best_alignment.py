@@ -250,18 +250,28 @@ def test_numba_kernel_equals_torch_reference(pattern):
             assert torch.equal(x, y)
 
 
-def test_numba_kernel_respects_thread_settings():
+def test_numba_kernel_threads_follow_torch_and_problem_size(monkeypatch):
     import numba
-    cost, n, m = _random_problem(0)
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here")
+    used = []
+    real_set = numba.set_num_threads
+    monkeypatch.setattr(numba, "set_num_threads", lambda k: (used.append(k), real_set(k)))
+    big, n, m = _random_problem(0, P=16, N=400, M=330)  # 2.1M cells: two threads' worth
+    n[:], m[:] = 400, 330
+    small = _random_problem(1)
     before = numba.get_num_threads()
-    one = best_path(cost, n, m, backend="numba")
-    torch.set_num_threads(1)  # the kernel takes min(numba, torch) threads and restores numba's
+    threads = torch.get_num_threads()
     try:
-        again = best_path(cost, n, m, backend="numba")
+        torch.set_num_threads(2)
+        two = best_path(big, n, m, backend="numba")
+        best_path(*small, backend="numba")
+        torch.set_num_threads(1)  # the kernel takes min(numba, torch, size) threads
+        one = best_path(big, n, m, backend="numba")
     finally:
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", before)))
-    assert numba.get_num_threads() == before
-    assert all(torch.equal(x, y) for x, y in zip(one, again))
+        torch.set_num_threads(threads)
+    assert used[0::2] == [min(2, before), 1, 1] and numba.get_num_threads() == before
+    assert all(torch.equal(x, y) for x, y in zip(one, two))
 
 
 def test_cuda_kernels_agree_with_numba_in_the_cuda_simulator():

@@ -11,7 +11,8 @@ Per shape (B, n, m, d, L) it times, given the float32 cost matrix (L*B, n, m): o
 -cost, frames as rows: its pattern is our frames_to_tokens; single-threaded), checks the
 three paths cost the same, and prints the cost-matrix matmul time as the floor plus
 ratios. For the first shape it also times the whole consistency loss forward+backward.
-Lengths vary per example (70-100% of n and m). Times are medians over --repeat runs.
+Lengths vary per example (70-100% of n and m). Methods run interleaved, --repeat rounds;
+the table shows the best round (the machine may be shared), --json also the medians.
 """
 from __future__ import annotations
 
@@ -32,18 +33,38 @@ FULL_SHAPES = ["32,500,150,256,6", "8,1500,400,512,12"]
 QUICK_SHAPES = ["8,120,40,64,2", "4,300,80,64,3"]
 
 
-def _median_time(fn, repeat, setup=None):
-    times = []
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _time_interleaved(runs: dict, repeat: int) -> tuple[dict, dict, dict]:
+    """Time each ``name -> (fn, setup)`` once per round, rounds interleaved so a busy
+    machine slows all methods alike; returns (min seconds, median seconds, last output)."""
+    times, outs = {k: [] for k in runs}, {}
     for _ in range(repeat):
-        arg = setup() if setup else None
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = fn(arg) if setup else fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        for name, (fn, setup) in runs.items():
+            arg = setup() if setup else None
+            _sync()
+            t0 = time.perf_counter()
+            outs[name] = fn(arg) if setup else fn()
+            _sync()
+            times[name].append(time.perf_counter() - t0)
+    return ({k: min(v) for k, v in times.items()}, {k: statistics.median(v) for k, v in times.items()}, outs)
+
+
+def _threads(n):
+    """Callable wrapper running fn with torch (hence our kernel) limited to n threads."""
+    def wrap(fn):
+        def run():
+            before = torch.get_num_threads()
+            torch.set_num_threads(n)
+            try:
+                return fn()
+            finally:
+                torch.set_num_threads(before)
+        return run
+    return wrap
 
 
 def _path_cost(cost64, tokens, n_lens):
@@ -77,27 +98,25 @@ def bench_shape(B, n, m, d, L, repeat, device, rng, mas=True):
     speech = torch.randn(L, B, n, d, device=device)  # (L, B, n, d)
     text = torch.randn(L, B, m, d, device=device)  # (L, B, m, d)
     res = {"shape": dict(B=B, n=n, m=m, d=d, L=L), "device": device, "threads": torch.get_num_threads()}
-    res["cost_matmul_s"], cost = _median_time(lambda: alignment_cost_matrix(speech, text), repeat)
-    cost = cost.reshape(L * B, n, m)  # (P, n, m)
-    nl, ml = n_lens.repeat(L), m_lens.repeat(L)
+    cost = alignment_cost_matrix(speech, text).reshape(L * B, n, m)  # (P, n, m)
+    nl, ml = n_lens.repeat(L).to(device), m_lens.repeat(L).to(device)
     best_path(cost[:1, :8, :4], nl[:1].clamp(max=8), ml[:1].clamp(max=4))  # compile outside the timer
-    res["ours_s"], ours = _median_time(lambda: best_path(cost, nl.to(device), ml.to(device)), repeat)
-    if device == "cpu":  # per-core view: MAS below is single-threaded
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the numba kernel uses min(numba, torch) threads
-        res["ours_1thread_s"] = _median_time(lambda: best_path(cost, nl, ml), repeat)[0]
-        torch.set_num_threads(threads)
+    runs = {"cost_matmul": (lambda: alignment_cost_matrix(speech, text), None),
+            "ours": (lambda: best_path(cost, nl, ml), None)}
+    if device == "cpu":  # per-core view: MAS is single-threaded
+        runs["ours_1thread"] = (_threads(1)(lambda: best_path(cost, nl, ml)), None)
+    runs["torch_loop"] = (lambda: best_alignment_reference.frames_to_tokens(cost, nl, ml), None)
     cpu_cost = cost.cpu()
-    res["torch_loop_s"], loop = _median_time(
-        lambda: best_alignment_reference.frames_to_tokens(cost, nl.to(device), ml.to(device)), repeat)
-    cost64 = cpu_cost.double().numpy()
-    nln = nl.numpy()
-    costs = {"ours": _path_cost(cost64, ours[1].cpu().numpy(), nln),
-             "torch_loop": _path_cost(cost64, loop[1].cpu().numpy(), nln)}
     if mas:
-        run, setup = _mas(cpu_cost, nl, ml)
-        res["monotonic_align_s"], path = _median_time(run, repeat, setup)
-        costs["monotonic_align"] = _path_cost(cost64, path.argmax(-1), nln)
+        runs["monotonic_align"] = _mas(cpu_cost, nl.cpu(), ml.cpu())
+    best, median, outs = _time_interleaved(runs, repeat)
+    res.update({f"{k}_s": v for k, v in best.items()})
+    res.update({f"{k}_median_s": v for k, v in median.items()})
+    cost64, nln = cpu_cost.double().numpy(), nl.cpu().numpy()
+    costs = {"ours": _path_cost(cost64, outs["ours"][1].cpu().numpy(), nln),
+             "torch_loop": _path_cost(cost64, outs["torch_loop"][1].cpu().numpy(), nln)}
+    if mas:
+        costs["monotonic_align"] = _path_cost(cost64, outs["monotonic_align"].argmax(-1), nln)
     worst = max(float(np.max(np.abs(c - costs["ours"]) / np.maximum(costs["ours"], 1e-9))) for c in costs.values())
     res["max_rel_path_cost_diff"] = worst
     res["paths_equal_cost"] = worst < 1e-5
@@ -120,7 +139,7 @@ def bench_loss(B, n, m, d, L, repeat, device, rng):
         loss, _ = best_alignment_loss(speech, n_lens, text, m_lens)
         loss.mean().backward()
         speech.grad = text.grad = None
-    return _median_time(step, repeat)[0]
+    return _time_interleaved({"loss": (step, None)}, repeat)[0]["loss"]
 
 
 def _fmt(res):

@@ -1,10 +1,11 @@
 """CPU best-alignment DP + backtrace in numba, parallel over (layer x example) pairs.
 
 Same recurrences, tie-breaking and outputs as ``best_alignment_reference``. Each pair
-keeps two DP rows (previous / current) and an (n, m) uint8 pointer table; the
+keeps two DP rows (previous / current) and an (n, m) uint8 pointer table, and visits
+only the band of cells that can still reach (n-1, m-1) (as monotonic_align does); the
 frames_to_tokens and tokens_to_frames row updates read only the previous row, so the
 loop over tokens has no loop-carried dependency and LLVM vectorises it. The threads
-used are min(numba.get_num_threads(), torch.get_num_threads()).
+used are min(numba.get_num_threads(), torch.get_num_threads(), one per 2^20 DP cells).
 """
 from __future__ import annotations
 
@@ -16,23 +17,46 @@ from numba import njit, prange
 INF = np.float32(np.inf)
 
 
+# Row updates over slices indexed from 0: no loop-carried dependency and indices LLVM
+# can prove non-negative, so the loops vectorise (vcmpleps + vblendvps on AVX2).
+@njit(cache=True, nogil=True, inline="always")
+def _diag_or_stay(diag, stay, c, out, ptr):
+    for k in range(len(out)):
+        d = diag[k]
+        s = stay[k]
+        t = d <= s
+        out[k] = c[k] + (d if t else s)
+        ptr[k] = t
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _take_or_skip(diag, skip, c, out, ptr):
+    for k in range(len(out)):
+        take = diag[k] + c[k]
+        s = skip[k]
+        t = take <= s
+        out[k] = take if t else s
+        ptr[k] = t
+
+
 @njit(cache=True, nogil=True)
 def _frames_to_tokens_one(c, n, m, frames, tokens):
     ptr = np.empty((n, m), np.uint8)  # 1 = came diagonally (token advanced)
     prev = np.full(m, INF, np.float32)
-    cur = np.empty(m, np.float32)
+    cur = np.full(m, INF, np.float32)
     prev[0] = c[0, 0]
     for i in range(1, n):
         ci = c[i]
         pi = ptr[i]
-        cur[0] = ci[0] + prev[0]
-        pi[0] = 0
-        for j in range(1, m):  # independent across j: vectorised
-            d = prev[j - 1]
-            s = prev[j]
-            t = d <= s
-            cur[j] = ci[j] + (d if t else s)
-            pi[j] = t
+        # only the band lo..hi can still reach (n-1, m-1); it reads prev[lo-1..hi]
+        lo, hi = max(0, i - (n - m)), min(i, m - 1)
+        if lo == 0:
+            cur[0] = ci[0] + prev[0]
+            pi[0] = 0
+        a = max(lo, 1)
+        _diag_or_stay(prev[a - 1:hi], prev[a:hi + 1], ci[a:hi + 1], cur[a:hi + 1], pi[a:hi + 1])
+        if hi + 1 < m:
+            cur[hi + 1] = INF  # the next row reads one cell past this band
         prev, cur = cur, prev
     j = m - 1
     for i in range(n - 1, -1, -1):
@@ -47,20 +71,20 @@ def _frames_to_tokens_one(c, n, m, frames, tokens):
 def _tokens_to_frames_one(c, n, m, frames, tokens):
     ptr = np.empty((n, m), np.uint8)  # 1 = token j takes frame i
     prev = np.full(m, INF, np.float32)  # E(-1, .)
-    cur = np.empty(m, np.float32)
+    cur = np.full(m, INF, np.float32)
     for i in range(n):
         ci = c[i]
         pi = ptr[i]
-        take = np.float32(0.0) + ci[0]
-        t = take <= prev[0]
-        cur[0] = take if t else prev[0]
-        pi[0] = t
-        for j in range(1, m):  # independent across j: vectorised
-            take = prev[j - 1] + ci[j]
-            s = prev[j]
-            t = take <= s
-            cur[j] = take if t else s
-            pi[j] = t
+        lo, hi = max(0, i - (n - m)), min(i, m - 1)  # the band that can still reach (n-1, m-1)
+        if lo == 0:
+            take = np.float32(0.0) + ci[0]
+            t = take <= prev[0]
+            cur[0] = take if t else prev[0]
+            pi[0] = t
+        a = max(lo, 1)
+        _take_or_skip(prev[a - 1:hi], prev[a:hi + 1], ci[a:hi + 1], cur[a:hi + 1], pi[a:hi + 1])
+        if hi + 1 < m:
+            cur[hi + 1] = INF
         prev, cur = cur, prev
     j = m - 1
     for i in range(n - 1, -1, -1):
@@ -134,6 +158,7 @@ def _batch(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp):
             dp[p], lengths[p] = _dtw_one(cost[p], n, m, frames[p], tokens[p])
 
 
+MIN_CELLS_PER_THREAD = 1 << 20
 KINDS = {"frames_to_tokens": 0, "tokens_to_frames": 1, "dtw": 2}
 
 
@@ -149,7 +174,9 @@ def best_path_numba(cost: torch.Tensor, n_lens: torch.Tensor, m_lens: torch.Tens
     lengths = np.zeros(P, np.int64)
     dp = np.zeros(P, np.float32)
     before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(before, torch.get_num_threads())))
+    # small problems stay on one thread: waking a pool costs more than it saves on a busy machine
+    wanted = min(before, torch.get_num_threads(), max(1, int(nl @ ml) // MIN_CELLS_PER_THREAD))
+    numba.set_num_threads(max(1, wanted))
     try:
         _batch(c, nl, ml, KINDS[pattern], frames, tokens, lengths, dp)
     finally:
