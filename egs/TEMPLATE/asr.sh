@@ -73,7 +73,10 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   texts="--text data/$train_set/text"
   [ -n "$text_only_set" ] && texts="$texts --text data/$text_only_set/text"
   if [ -n "$langs" ]; then
-    python -m toolkit.bin.make_lexicon $texts --utt2lang data/$train_set/utt2lang \
+    # one utt2lang for every text the lexicon reads (paired and unpaired)
+    mkdir -p data/local
+    cat data/$train_set/utt2lang ${text_only_set:+data/$text_only_set/utt2lang} | sort -u > data/local/utt2lang.lexicon
+    python -m toolkit.bin.make_lexicon $texts --utt2lang data/local/utt2lang.lexicon \
       --langs $langs --out $lang_dir --nj $nj
   else
     python -m toolkit.bin.make_lexicon $texts --lang $lang --out $lang_dir --nj $nj
