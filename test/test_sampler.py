@@ -39,10 +39,11 @@ def test_bucketing_respects_max_frames_and_covers_every_item_once(lengths, max_s
     assert sorted(flat.tolist()) == [i for i, l in enumerate(lengths) if l > 0]
 
 
-@pytest.mark.parametrize("ratio", [0.0, 0.5, 1.0, 2.0, 1.3])
-def test_interleave_pattern_has_ratio_text_batches_per_paired_batch(ratio):
-    pat = interleave_pattern(10, ratio)
-    assert pat.count("paired") == 10 and pat.count("text") == round(10 * ratio)
+@pytest.mark.parametrize("n, ratio, n_text", [(10, 0.0, 0), (10, 0.5, 5), (10, 1.0, 10), (10, 2.0, 20),
+                                              (10, 1.3, 13), (1, 0.5, 1), (3, 0.5, 2)])
+def test_interleave_pattern_has_ratio_text_batches_per_paired_batch(n, ratio, n_text):
+    pat = interleave_pattern(n, ratio)
+    assert pat.count("paired") == n and pat.count("text") == n_text
     assert pat[0] == "paired"
 
 

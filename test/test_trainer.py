@@ -243,15 +243,20 @@ def test_nonfinite_loss_steps_are_skipped_then_training_stops(tmp_path, tiny_dat
     assert "step 7 skipped: non-finite loss (3 in a row)" in log
 
 
-def test_real_model_trains_a_few_steps(tmp_path, tiny_data):
+@pytest.mark.slow
+def test_real_model_trains_and_validates_with_greedy_wer(tmp_path, tiny_data):
     models = pytest.importorskip("toolkit.models")
     if not hasattr(models, "build_model") or not (REPO / "toolkit/resources/conf/model_tiny.yaml").exists():
         pytest.skip("model not landed yet")
     exp = tmp_path / "exp"
-    cfg = tiny_config(tmp_path / "c.yaml", model=None, model_conf=None, max_steps=3, max_epochs=1,
+    cfg = tiny_config(tmp_path / "c.yaml", model=None, model_conf=None, max_epochs=1, valid_max_batches=1,
+                      batching={"max_frames": 4000, "max_tokens": 2000},
                       model_config=str(REPO / "toolkit/resources/conf/model_tiny.yaml"))
     assert train_main(train_args(tiny_data, cfg, exp)) == 0
-    assert len((exp / "losses.tsv").read_text().splitlines()) >= 3
+    losses = [float(l.split("\t")[4]) for l in (exp / "losses.tsv").read_text().splitlines()]
+    assert len(losses) >= 2 and all(math.isfinite(x) for x in losses)
+    log = (exp / "train.log").read_text()
+    assert "paired/hat_full" in log and "epoch 0 validation:" in log and " wer " in log
 
 
 def test_resume_skips_a_corrupt_latest_checkpoint_and_matches_a_clean_run(tmp_path, tiny_data, caplog):

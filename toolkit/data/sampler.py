@@ -8,6 +8,7 @@ run resumed at (epoch, position) sees exactly the batches it would have seen.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +57,7 @@ def interleave_pattern(n_paired: int, text_ratio: float) -> list[str]:
     out, n_text = [], 0
     for i in range(n_paired):
         out.append("paired")
-        while n_text < round((i + 1) * text_ratio):
+        while n_text < math.floor((i + 1) * text_ratio + 0.5):  # round half up, not to even
             out.append("text")
             n_text += 1
     return out
