@@ -312,3 +312,11 @@ def test_best_alignment_alone_returns_path_without_grad():
     path = best_alignment(a, torch.tensor([6, 5]), t, torch.tensor([4, 2]))
     assert path.frames.shape == (2, 6) and path.lengths.tolist() == [6, 5]
     assert path.tokens[1, 5].item() == -1 and not path.dp_cost.requires_grad
+
+
+def test_second_backward_through_the_same_graph_is_refused():
+    a = torch.randn(1, 6, 3, requires_grad=True)
+    loss, _ = best_alignment_loss(a, torch.tensor([6]), torch.randn(1, 4, 3), torch.tensor([4]))
+    loss.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.sum().backward()

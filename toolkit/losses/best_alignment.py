@@ -157,13 +157,40 @@ def best_alignment(speech, speech_lens, text, text_lens, pattern="frames_to_toke
                          lengths.reshape(lead), dp_cost.reshape(lead))
 
 
+class _PairSquaredDistance(torch.autograd.Function):
+    """||a[f_k] - t[g_k]||^2 for Q row pairs with one (Q, d) temporary; backward reuses it.
+
+    a (Na, d), t (Nt, d) float32; f (Q,) int64 or None (rows of a taken in order), g (Q,).
+    A second backward through the same graph is refused by autograd (the saved
+    difference is overwritten by the first).
+    """
+
+    @staticmethod
+    def forward(ctx, a, t, f, g):
+        diff = t.index_select(0, g)  # (Q, d)
+        diff.sub_(a if f is None else a.index_select(0, f))  # t_g - a_f
+        ctx.save_for_backward(diff, f, g)
+        ctx.shapes = (a.shape, t.shape)
+        return torch.linalg.vecdot(diff, diff)  # (Q,)
+
+    @staticmethod
+    def backward(ctx, grad):
+        diff, f, g = ctx.saved_tensors
+        a_shape, t_shape = ctx.shapes
+        grad_a = diff.mul_(grad[:, None] * -2.0)  # d/da_f = -2 (t_g - a_f) * grad
+        grad_t = torch.zeros(t_shape, dtype=diff.dtype, device=diff.device).index_add_(0, g, grad_a, alpha=-1)
+        if f is not None:
+            grad_a = torch.zeros(a_shape, dtype=diff.dtype, device=diff.device).index_add_(0, f, grad_a)
+        return grad_a, grad_t, None, None
+
+
 def path_cost(speech, text, path: AlignmentPath, identity_frames: bool = False) -> torch.Tensor:
     """Sum of ||a_f - t_g||^2 over the path's pairs, with autograd, float32: (B,) or (L, B).
 
-    Rows are picked from the flattened (P*n, d) / (P*m, d) views with index_select, whose
-    backward is a row-wise index_add: O(K d) per example. identity_frames: the path's
-    frames are 0..K-1 (frames_to_tokens), so speech is used as is, without a copy.
-    Padded rows must be finite (they are masked out, but 0 * inf is nan).
+    Rows are picked from the flattened (P*n, d) / (P*m, d) views; backward is a row-wise
+    index_add: O(K d) per example. identity_frames: the path's frames are 0..K-1
+    (frames_to_tokens), so speech rows are used in place. Padded rows must be finite
+    (they are masked out, but 0 * inf is nan).
     """
     n, m, d = speech.shape[-2], text.shape[-2], speech.shape[-1]
     dev = speech.device
@@ -171,15 +198,11 @@ def path_cost(speech, text, path: AlignmentPath, identity_frames: bool = False) 
     P, K = valid.numel() // valid.shape[-1], valid.shape[-1]
     base = torch.arange(P, device=dev)[:, None]  # (P, 1)
     g = (path.tokens.to(dev).reshape(P, K).clamp(min=0) + base * m).reshape(-1)  # (P*K,)
-    t = text.reshape(-1, d).index_select(0, g).float()  # (P*K, d)
-    if identity_frames and K == n:
-        a = speech.reshape(-1, d).float()
-    else:
+    f = None
+    if not (identity_frames and K == n):
         f = (path.frames.to(dev).reshape(P, K).clamp(min=0) + base * n).reshape(-1)
-        a = speech.reshape(-1, d).index_select(0, f).float()
-    diff = a - t  # (P*K, d)
-    sq = torch.linalg.vecdot(diff, diff).reshape(valid.shape)  # (..., K)
-    return torch.where(valid, sq, 0.0).sum(-1)
+    sq = _PairSquaredDistance.apply(speech.reshape(-1, d).float(), text.reshape(-1, d).float(), f, g)
+    return torch.where(valid, sq.reshape(valid.shape), 0.0).sum(-1)
 
 
 def best_alignment_loss(speech: torch.Tensor, speech_lens: torch.Tensor, text: torch.Tensor,
