@@ -35,12 +35,12 @@ def bucket_batches(lengths: np.ndarray, max_size: int, items: np.ndarray | None 
     items = np.arange(len(lengths)) if items is None else np.asarray(items, dtype=np.int64)
     items = items[lengths[items] > 0]
     order = items[np.lexsort((items, lengths[items]))]
-    sorted_lens = lengths[order].tolist()
+    sorted_lens = lengths[order]  # numpy, not a list: LM-scale text has tens of millions of items
     batches, start, n = [], 0, len(order)
     while start < n:
         # padded size len[e-1] * (e - start) is non-decreasing in e: binary search the cut
         end = bisect.bisect_right(range(start + 1, n + 1), max_size,
-                                  key=lambda e: sorted_lens[e - 1] * (e - start)) + start
+                                  key=lambda e: int(sorted_lens[e - 1]) * (e - start)) + start
         end = max(end, start + 1)
         batches.append(order[start:end])
         start = end
