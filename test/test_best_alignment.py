@@ -290,6 +290,24 @@ def test_cuda_kernels_agree_with_numba_in_the_cuda_simulator():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+def _nvvm_available():
+    try:
+        from numba.cuda.cudadrv import nvvm
+        return nvvm.is_available()
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _nvvm_available(), reason="needs libNVVM to compile PTX")
+def test_cuda_kernels_compile_to_ptx_for_hopper():
+    from numba import cuda, types
+    sig = (types.float32[:, :, ::1], types.int64[::1], types.int64[::1], types.uint8[:, :, ::1],
+           types.int64[:, ::1], types.int64[:, ::1], types.float32[::1])
+    for name, kernel in best_alignment_cuda._kernels().items():
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+        assert ".shared" in ptx and "bar.sync" in ptx, name  # rows in shared memory, block barriers
+
+
 @pytest.mark.skipif(not best_alignment_cuda.available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_cuda_kernel_equals_cpu_kernel(pattern):
