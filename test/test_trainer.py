@@ -213,7 +213,7 @@ def test_training_writes_a_self_describing_experiment(tmp_path, tiny_data):
     assert conf["vocab_size"] == 32 and Path(conf["cmvn"]).is_absolute()
     assert "toolkit.bin.train" in (exp / "run.sh").read_text()
     log = (exp / "train.log").read_text()
-    for needle in ("paired/hat_stream", "paired/cons/layer0", "text/hat_text_stream", "lr ", "s audio/s",
+    for needle in ("paired/hat_stream", "paired/cons/layer0", "text/hat_text_stream", "lr ", "s audio/s", "ETA",
                    "epoch 0 validation: cons"):
         assert needle in log
     steps = [s for s, _ in ckpt.list_checkpoints(exp / "checkpoints")]

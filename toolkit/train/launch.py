@@ -133,6 +133,7 @@ def run_training(conf: dict, exp: Path, info: DistInfo, argv: list[str], resume:
     log.info("model: %.2fM parameters; %d paired utterances, %s text sequences; %d rank(s) on %s",
              n_params / 1e6, len(paired), len(text) if text else 0, info.world_size, info.device)
     trainer = Trainer(conf, exp, info, model, paired, text, valid, weights, make_detokenizer(conf["bpe_model"]))
-    if resume:
-        trainer.resume()
+    if not (resume and trainer.resume()) and info.is_main:
+        # a fresh start: drop losses a run killed before its first checkpoint left behind
+        (exp / "losses.tsv").unlink(missing_ok=True)
     return trainer.run()

@@ -48,6 +48,7 @@ class Meter:
     sums: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     audio_seconds: float = 0.0
+    steps: int = 0
     start: float = field(default_factory=time.perf_counter)
 
     def add(self, kind: str, out: dict) -> None:
@@ -112,7 +113,7 @@ class Trainer:
         per_epoch = math.ceil(len(self.sampler.epoch_plan(0)) / conf["accum_grad"])
         total = conf["max_steps"] or per_epoch * conf["max_epochs"]
         self.scheduler = build_scheduler(self.optimizer, conf["scheduler"], conf["scheduler_conf"], total)
-        self.total_steps = min(total, per_epoch * conf["max_epochs"]) if conf["max_steps"] else total
+        self.total_steps = min(total, per_epoch * conf["max_epochs"])  # for the run's ETA
         self.amp_dtype = amp_dtype(conf["amp"], info.device)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.amp_dtype == torch.float16)
         self.progress = Progress()
@@ -241,6 +242,7 @@ class Trainer:
                 continue
             self.optimizer_step(finite)
             micro, finite = 0, True
+            meter.steps += 1
             if bar is not None:
                 bar.update(p.position - bar.n)
                 bar.set_postfix(loss=f"{out['loss']:.3f}", step=p.step)
@@ -282,13 +284,18 @@ class Trainer:
         audio = all_reduce_sum([meter.audio_seconds], self.info.device)[0]
         lr = self.scheduler.get_last_lr()[0]
         means = meter.means()
-        log.info("step %d epoch %d lr %.3e | %s | %.1f s audio/s", self.progress.step, self.progress.epoch, lr,
-                 " ".join(f"{k} {v:.4f}" for k, v in sorted(means.items())), audio / max(elapsed, 1e-9))
+        steps_per_s = meter.steps / max(elapsed, 1e-9)
+        eta_h = max(0, self.total_steps - self.progress.step) / max(steps_per_s, 1e-9) / 3600
+        log.info("step %d/%d epoch %d lr %.3e | %s | %.1f s audio/s, %.2f steps/s, ETA %.2f h",
+                 self.progress.step, self.total_steps, self.progress.epoch, lr,
+                 " ".join(f"{k} {v:.4f}" for k, v in sorted(means.items())), audio / max(elapsed, 1e-9),
+                 steps_per_s, eta_h)
         if self.writer:
             for k, v in means.items():
                 self.writer.add_scalar(f"train/{k}", v, self.progress.step)
             self.writer.add_scalar("train/lr", lr, self.progress.step)
             self.writer.add_scalar("train/audio_seconds_per_second", audio / max(elapsed, 1e-9), self.progress.step)
+            self.writer.add_scalar("train/steps_per_second", steps_per_s, self.progress.step)
 
 
 def _progress_bar(trainer: Trainer, n_batches: int):
