@@ -338,3 +338,14 @@ def test_second_backward_through_the_same_graph_is_refused():
     loss.sum().backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.sum().backward()
+
+
+def test_empty_batch_and_all_short_examples_with_fallback():
+    loss, path = best_alignment_loss(torch.randn(0, 5, 3), torch.zeros(0, dtype=torch.long),
+                                     torch.randn(0, 4, 3), torch.zeros(0, dtype=torch.long))
+    assert loss.shape == (0,) and path.frames.shape == (0, 5)
+    a, t = torch.randn(2, 2, 3), torch.randn(2, 4, 3)
+    loss, path = best_alignment_loss(a, torch.tensor([2, 1]), t, torch.tensor([4, 3]), fallback="dtw")
+    dtw, _ = best_alignment_loss(a, torch.tensor([2, 1]), t, torch.tensor([4, 3]), pattern="dtw")
+    torch.testing.assert_close(loss, dtw)
+    assert path.lengths.tolist() == [4, 3]

@@ -137,7 +137,7 @@ def best_alignment(speech, speech_lens, text, text_lens, pattern="frames_to_toke
     use_dtw = _check_lengths(speech, speech_lens, text, text_lens, pattern, fallback, names)
     lead = speech.shape[:-2]  # (B,) or (L, B)
     cost = alignment_cost_matrix(speech, text).reshape(-1, speech.shape[-2], text.shape[-2])  # (P, N, M)
-    L = cost.shape[0] // speech.shape[-3]
+    L = speech.shape[0] if speech.dim() == 4 else 1
     n_lens = speech_lens.repeat(L).to(cost.device)  # (P,), layer-major like cost
     m_lens = text_lens.repeat(L).to(cost.device)
     sel = use_dtw.repeat(L).to(cost.device)
