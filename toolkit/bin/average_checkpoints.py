@@ -4,8 +4,8 @@ Usage:
     python -m toolkit.bin.average_checkpoints --exp exp/tiny --num 5 --out exp/tiny/model_avg.pt
     python -m toolkit.bin.average_checkpoints --exp exp/tiny --num 5 --up-to 12000 --out exp/tiny/avg_12k.pt
 
-Reads exp/<tag>/checkpoints/ckpt-<step>.pt (skipping none silently: an unreadable one is
-an error naming it). The output loads with ``torch.load(path, weights_only=True)`` and
+Reads exp/<tag>/checkpoints/ckpt-<step>.pt; an unreadable one is an error naming it,
+fewer than N checkpoints a warning (all of them are averaged). The output loads with ``torch.load(path, weights_only=True)`` and
 goes straight into ``model.load_state_dict``; it is written atomically.
 """
 from __future__ import annotations
@@ -33,10 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     found = [(s, p) for s, p in list_checkpoints(Path(args.exp) / "checkpoints")
              if args.up_to is None or s <= args.up_to]
-    if args.num < 1 or len(found) < args.num:
+    if args.num < 1 or not found:
         print(f"error: asked for {args.num} checkpoints, {Path(args.exp) / 'checkpoints'} has {len(found)}",
               file=sys.stderr)
         return 2
+    if len(found) < args.num:  # a short run (e.g. the mini recipe) keeps fewer: use them all
+        print(f"warning: asked for {args.num} checkpoints, only {len(found)} exist; averaging those",
+              file=sys.stderr)
     chosen = [p for _, p in found[-args.num:]]
     try:
         avg = average_state_dicts(chosen)

@@ -99,7 +99,10 @@ def average_state_dicts(paths: list[str | os.PathLike]) -> dict:
     avg: dict[str, torch.Tensor] = {}
     last: dict[str, torch.Tensor] = {}
     for p in paths:
-        sd = load_checkpoint(p)
+        try:
+            sd = load_checkpoint(p)
+        except Exception as e:
+            raise ValueError(f"{p}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
         sd = sd.get("model", sd)
         if avg and set(sd) != set(avg):
             raise ValueError(f"{p}: parameter names differ from {paths[0]}")
