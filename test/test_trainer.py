@@ -274,3 +274,16 @@ def test_resume_skips_a_corrupt_latest_checkpoint_and_matches_a_clean_run(tmp_pa
     assert f"{path} is unreadable" in caplog.text
     assert f"resumed from {exp / 'checkpoints' / f'ckpt-{previous}.pt'}: step {previous}" in caplog.text
     assert (exp / "losses.tsv").read_text() == (clean / "losses.tsv").read_text()
+
+
+def test_language_balanced_sampling_from_utt2lang(tmp_path, tiny_data, capsys):
+    from toolkit.data.kaldi_map import read_kaldi_map, write_kaldi_map
+    utts = list(read_kaldi_map(tiny_data / "train" / "utt2num_frames"))
+    utt2lang = tmp_path / "utt2lang"
+    write_kaldi_map(utt2lang, {u: ("en" if i < 12 else "de") for i, u in enumerate(utts)})
+    cfg = tiny_config(tmp_path / "c.yaml", max_epochs=1,
+                      batching={"utt2lang": str(utt2lang), "lang_balance_alpha": 0.0})
+    assert train_main(train_args(tiny_data, cfg, tmp_path / "ok"), build_model=build_stand_in) == 0
+    write_kaldi_map(utt2lang, {u: "en" for u in utts[1:]})  # one utterance without a language
+    assert train_main(train_args(tiny_data, cfg, tmp_path / "bad"), build_model=build_stand_in) == 2
+    assert f"{utt2lang}: 1 utterances have no language, e.g. '{utts[0]}'" in capsys.readouterr().err
