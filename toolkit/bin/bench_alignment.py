@@ -54,13 +54,13 @@ def _time_interleaved(runs: dict, repeat: int) -> tuple[dict, dict, dict]:
 
 
 def _threads(n):
-    """Callable wrapper running fn with torch (hence our kernel) limited to n threads."""
+    """Wrap fn(arg) to run with torch (hence our kernel) limited to n threads."""
     def wrap(fn):
-        def run():
+        def run(arg):
             before = torch.get_num_threads()
             torch.set_num_threads(n)
             try:
-                return fn()
+                return fn(arg)
             finally:
                 torch.set_num_threads(before)
         return run
@@ -82,7 +82,9 @@ def _mas(cost, n_lens, m_lens):
     nl, ml = n_lens.numpy().astype(np.int32), m_lens.numpy().astype(np.int32)
 
     def setup():  # it accumulates into its input in place, so each run gets a fresh copy
-        return neg.copy(), np.zeros(neg.shape, np.int32)
+        path = np.empty(neg.shape, np.int32)
+        path.fill(0)  # touched here: page faults on a lazily zeroed array would be timed as MAS's
+        return neg.copy(), path
 
     def run(arg):
         value, path = arg
@@ -101,11 +103,12 @@ def bench_shape(B, n, m, d, L, repeat, device, rng, mas=True):
     cost = alignment_cost_matrix(speech, text).reshape(L * B, n, m)  # (P, n, m)
     nl, ml = n_lens.repeat(L).to(device), m_lens.repeat(L).to(device)
     best_path(cost[:1, :8, :4], nl[:1].clamp(max=8), ml[:1].clamp(max=4))  # compile outside the timer
+    fresh = cost.clone  # every DP run gets a new copy, so all start from the same cache state
     runs = {"cost_matmul": (lambda: alignment_cost_matrix(speech, text), None),
-            "ours": (lambda: best_path(cost, nl, ml), None)}
+            "ours": (lambda c: best_path(c, nl, ml), fresh)}
     if device == "cpu":  # per-core view: MAS is single-threaded
-        runs["ours_1thread"] = (_threads(1)(lambda: best_path(cost, nl, ml)), None)
-    runs["torch_loop"] = (lambda: best_alignment_reference.frames_to_tokens(cost, nl, ml), None)
+        runs["ours_1thread"] = (_threads(1)(lambda c: best_path(c, nl, ml)), fresh)
+    runs["torch_loop"] = (lambda c: best_alignment_reference.frames_to_tokens(c, nl, ml), fresh)
     cpu_cost = cost.cpu()
     if mas:
         runs["monotonic_align"] = _mas(cpu_cost, nl.cpu(), ml.cpu())
