@@ -1,4 +1,4 @@
-"""Per-layer consistency study of a trained model: best vs uniform, random and mismatched alignments.
+r"""Per-layer consistency study of a trained model: best vs uniform, random and mismatched alignments.
 
 Usage:
     python -m toolkit.bin.analyze_alignment --exp exp/mini_joint --data dump/test --out exp/mini_joint/analysis_test
