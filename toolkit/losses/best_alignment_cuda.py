@@ -146,6 +146,8 @@ def _kernels():
 
 
 def _launch(pattern, P, M, arrays, stream=0):
+    if P == 0:  # CUDA refuses an empty grid
+        return
     threads = min(256, max(32, 1 << (M - 1).bit_length()))
     _kernels()[pattern][P, threads, stream, 2 * M * 4](*arrays)
 
