@@ -35,8 +35,9 @@ def _identity(x):
     return x
 
 
-def make_loader(fetcher: BatchFetcher, sampler, num_workers: int) -> torch.utils.data.DataLoader:
+def make_loader(fetcher: BatchFetcher, sampler, num_workers: int, pin_memory: bool = False):
+    """-> torch DataLoader yielding ``(batch, meta)``; pin_memory for GPU training."""
     return torch.utils.data.DataLoader(
-        fetcher, sampler=sampler, batch_size=None, collate_fn=_identity,
+        fetcher, sampler=sampler, batch_size=None, collate_fn=_identity, pin_memory=pin_memory,
         num_workers=num_workers, generator=torch.Generator().manual_seed(0),
         prefetch_factor=2 if num_workers > 0 else None)

@@ -227,7 +227,8 @@ class Trainer:
         bar = _progress_bar(self, n_batches)
         meter, micro, finite = Meter(), 0, True
         self.model.train()
-        for batch, meta in make_loader(self.fetcher, self.sampler, conf["batching"]["num_workers"]):
+        pin = self.info.device.type == "cuda"
+        for batch, meta in make_loader(self.fetcher, self.sampler, conf["batching"]["num_workers"], pin):
             p.position += 1
             micro += 1
             last = micro == accum or p.position == n_batches
