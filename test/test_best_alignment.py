@@ -349,3 +349,17 @@ def test_empty_batch_and_all_short_examples_with_fallback():
     dtw, _ = best_alignment_loss(a, torch.tensor([2, 1]), t, torch.tensor([4, 3]), pattern="dtw")
     torch.testing.assert_close(loss, dtw)
     assert path.lengths.tolist() == [4, 3]
+
+
+def test_auto_backend_falls_back_to_torch_when_the_cuda_kernel_cannot_compile(monkeypatch, caplog):
+    from toolkit.losses import best_alignment as ba
+
+    def no_nvvm(*args):
+        raise RuntimeError("libNVVM cannot be found")
+    monkeypatch.setattr(ba, "_CUDA_BROKEN", [])
+    monkeypatch.setattr(ba, "_pick_backend", lambda backend, device: "cuda" if backend == "auto" else backend)
+    monkeypatch.setattr(best_alignment_cuda, "best_path_cuda", no_nvvm)
+    cost, n, m = _random_problem(2)
+    got = best_path(cost, n, m)
+    assert all(torch.equal(x, y) for x, y in zip(got, best_path(cost, n, m, backend="numba")))
+    assert "libNVVM cannot be found" in ba._CUDA_BROKEN[0] and "using the PyTorch DP" in caplog.text

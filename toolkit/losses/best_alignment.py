@@ -14,6 +14,7 @@ O(K d) per example instead of O(n m d).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -24,6 +25,7 @@ from toolkit.losses import best_alignment_reference as reference
 PATTERNS = ("frames_to_tokens", "dtw", "tokens_to_frames")
 NORMALIZE = ("frames", "tokens", "dim", "none")
 BACKENDS = ("auto", "numba", "cuda", "torch")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,15 @@ def _pad_cat(x, y, value):
     return torch.cat([x, y])
 
 
+_CUDA_BROKEN: list[str] = []  # why the numba.cuda kernel failed here once (then "auto" avoids it)
+
+
 def _pick_backend(backend, device):
     if backend != "auto":
         return backend
     if device.type == "cuda":
         from toolkit.losses import best_alignment_cuda
-        return "cuda" if best_alignment_cuda.available() else "torch"
+        return "cuda" if best_alignment_cuda.available() and not _CUDA_BROKEN else "torch"
     return "numba"
 
 
@@ -111,7 +116,15 @@ def best_path(cost, n_lens, m_lens, pattern="frames_to_tokens", backend="auto"):
     """
     if pattern not in PATTERNS:
         raise ValueError(f"unknown pattern {pattern!r}; choose from {PATTERNS}")
-    backend = _pick_backend(backend, cost.device)
+    chosen = _pick_backend(backend, cost.device)
+    if chosen == "cuda" and backend == "auto":
+        try:  # a driver without NVVM/cudart compiles nothing: keep training on the torch DP
+            return best_path(cost, n_lens, m_lens, pattern, "cuda")
+        except Exception as e:  # numba raises several unrelated types here
+            _CUDA_BROKEN.append(f"{type(e).__name__}: {e}")
+            log.warning("numba.cuda best-alignment kernel unusable (%s); using the PyTorch DP", _CUDA_BROKEN[0])
+            chosen = "torch"
+    backend = chosen
     if backend == "numba":
         from toolkit.losses import best_alignment_numba
         return best_alignment_numba.best_path_numba(cost, n_lens, m_lens, pattern)
