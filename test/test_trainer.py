@@ -287,3 +287,14 @@ def test_language_balanced_sampling_from_utt2lang(tmp_path, tiny_data, capsys):
     write_kaldi_map(utt2lang, {u: "en" for u in utts[1:]})  # one utterance without a language
     assert train_main(train_args(tiny_data, cfg, tmp_path / "bad"), build_model=build_stand_in) == 2
     assert f"{utt2lang}: 1 utterances have no language, e.g. '{utts[0]}'" in capsys.readouterr().err
+
+
+def test_fewer_batches_than_ranks_is_a_clear_error(tmp_path, tiny_data):
+    from toolkit.data.dataset import PairedDataset
+    from toolkit.train.config import check_and_fill
+    from toolkit.train.distributed import DistInfo
+    from toolkit.train.trainer import Trainer
+    conf = check_and_fill({"batching": {"max_frames": 100000, "text_ratio": 0.0}})
+    paired = PairedDataset(tiny_data / "train", None)  # 16 utterances: one batch
+    with pytest.raises(ConfigError, match="fewer batches than the 2 rank"):
+        Trainer(conf, tmp_path, DistInfo(0, 2, 0, torch.device("cpu")), nn.Linear(1, 1), paired)

@@ -24,6 +24,7 @@ from toolkit.train.distributed import DistInfo, all_reduce_sum, barrier, gather_
 from toolkit.train.loader import BatchFetcher, make_loader
 from toolkit.train.schedule import build_scheduler
 from toolkit.train.validate import validate
+from toolkit.utils.config import ConfigError
 from toolkit.utils.fileio import atomic_write
 
 log = logging.getLogger("toolkit.train")
@@ -96,6 +97,9 @@ class Trainer:
             paired.num_frames, b["max_frames"], text_lengths=None if text is None else text.lengths(),
             max_tokens=b["max_tokens"], text_ratio=b["text_ratio"] if text is not None else 0.0,
             seed=conf["seed"], rank=info.rank, world_size=info.world_size, weights=weights, shuffle=b["shuffle"])
+        if not self.sampler.epoch_plan(0):
+            raise ConfigError(f"{len(paired)} paired utterances make fewer batches than the {info.world_size} "
+                              f"rank(s): lower batching.max_frames or use fewer processes")
         specaug = None
         if conf["specaug"]:
             from toolkit.features.specaug import SpecAugment
