@@ -363,3 +363,14 @@ def test_auto_backend_falls_back_to_torch_when_the_cuda_kernel_cannot_compile(mo
     got = best_path(cost, n, m)
     assert all(torch.equal(x, y) for x, y in zip(got, best_path(cost, n, m, backend="numba")))
     assert "libNVVM cannot be found" in ba._CUDA_BROKEN[0] and "using the PyTorch DP" in caplog.text
+
+
+def test_autocast_region_still_computes_in_float32():
+    a, t = 30 * torch.randn(2, 9, 16), 30 * torch.randn(2, 4, 16)
+    lens_a, lens_t = torch.tensor([9, 7]), torch.tensor([4, 3])
+    ref, ref_path = best_alignment_loss(a, lens_a, t, lens_t)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, path = best_alignment_loss(a.requires_grad_(), lens_a, t, lens_t)
+    assert loss.dtype == torch.float32 and torch.equal(path.tokens, ref_path.tokens)
+    torch.testing.assert_close(loss, ref)
+    loss.sum().backward()

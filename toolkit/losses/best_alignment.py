@@ -51,9 +51,10 @@ def alignment_cost_matrix(speech: torch.Tensor, text: torch.Tensor) -> torch.Ten
     """c(i,j) = ||a_i - t_j||^2 as |a|^2 + |t|^2 - 2 a.t, float32, no gradient, clamped at 0.
 
     speech (..., n, d), text (..., m, d) -> (..., n, m). Half-precision inputs are cast
-    to float32 first so large magnitudes do not overflow.
+    to float32 first so large magnitudes do not overflow; autocast is switched off here.
     """
-    with torch.no_grad():
+    # autocast would run the matmul in fp16/bf16: the DP needs float32 costs
+    with torch.no_grad(), torch.autocast(speech.device.type, enabled=False):
         a = speech.detach().float()
         t = text.detach().float()
         n, m, d = a.shape[-2], t.shape[-2], a.shape[-1]
@@ -214,8 +215,9 @@ def path_cost(speech, text, path: AlignmentPath, identity_frames: bool = False) 
     f = None
     if not (identity_frames and K == n):
         f = (path.frames.to(dev).reshape(P, K).clamp(min=0) + base * n).reshape(-1)
-    sq = _PairSquaredDistance.apply(speech.reshape(-1, d).float(), text.reshape(-1, d).float(), f, g)
-    return torch.where(valid, sq.reshape(valid.shape), 0.0).sum(-1)
+    with torch.autocast(dev.type, enabled=False):  # float32 even inside an AMP region
+        sq = _PairSquaredDistance.apply(speech.reshape(-1, d).float(), text.reshape(-1, d).float(), f, g)
+        return torch.where(valid, sq.reshape(valid.shape), 0.0).sum(-1)
 
 
 def best_alignment_loss(speech: torch.Tensor, speech_lens: torch.Tensor, text: torch.Tensor,
