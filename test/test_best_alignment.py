@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from toolkit.losses import best_alignment_cuda, best_alignment_numba, best_alignment_reference
-from toolkit.losses.best_alignment import best_alignment, best_alignment_loss, best_path
+from toolkit.losses.best_alignment import alignment_cost_matrix, best_alignment, best_alignment_loss, best_path
 
 PATTERNS = ["frames_to_tokens", "dtw", "tokens_to_frames"]
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -370,7 +370,10 @@ def test_autocast_region_still_computes_in_float32():
     lens_a, lens_t = torch.tensor([9, 7]), torch.tensor([4, 3])
     ref, ref_path = best_alignment_loss(a, lens_a, t, lens_t)
     with torch.autocast("cpu", dtype=torch.bfloat16):
+        cost = alignment_cost_matrix(a, t)
         loss, path = best_alignment_loss(a.requires_grad_(), lens_a, t, lens_t)
+    assert cost.dtype == torch.float32
+    torch.testing.assert_close(cost, alignment_cost_matrix(a, t))
     assert loss.dtype == torch.float32 and torch.equal(path.tokens, ref_path.tokens)
     torch.testing.assert_close(loss, ref)
     loss.sum().backward()
