@@ -82,3 +82,16 @@ def test_bad_lengths_are_rejected():
         transducer_loss(lp, torch.tensor([[1, 2]]), torch.tensor([4]), torch.tensor([2]))
     with pytest.raises(ValueError, match="target_lens"):
         transducer_loss(lp, torch.tensor([[1, 2]]), torch.tensor([3]), torch.tensor([3]))
+
+
+def test_parallel_and_serial_kernels_agree(monkeypatch):
+    from toolkit.losses import transducer
+    lp = random_lattice(5, 6, 4, 7, 3).requires_grad_(True)
+    targets = torch.randint(1, 7, (5, 4), generator=torch.Generator().manual_seed(0))
+    tl, ul = torch.tensor([6, 5, 1, 6, 3]), torch.tensor([4, 0, 2, 3, 4])
+    results = []
+    for threshold in (0, 10 ** 9):  # parallel, then serial
+        monkeypatch.setattr(transducer, "PARALLEL_MIN_CELLS", threshold)
+        loss = transducer_loss(lp, targets, tl, ul)
+        results.append((loss, torch.autograd.grad(loss.sum(), lp)[0]))
+    assert torch.allclose(results[0][0], results[1][0]) and torch.allclose(results[0][1], results[1][1])

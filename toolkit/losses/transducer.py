@@ -29,7 +29,6 @@ def _logaddexp(a, b):
     return m + np.log1p(np.exp(-abs(a - b)))
 
 
-@njit(parallel=True, cache=True)
 def _forward_backward(blank_lp, label_lp, t_lens, u_lens, costs, grad_blank, grad_label):
     """blank_lp (B, T, U+1), label_lp (B, T, U) -> costs (B,), grads of the NLL (same shapes)."""
     for b in prange(blank_lp.shape[0]):
@@ -66,6 +65,13 @@ def _forward_backward(blank_lp, label_lp, t_lens, u_lens, costs, grad_blank, gra
                     grad_label[b, t, u] = -np.exp(alpha[t, u] + label_lp[b, t, u] + beta[t, u + 1] - loglik)
 
 
+# Threads only pay off on big lattices; on small ones the parallel version's thread start-up
+# and spinning cost more than the DP itself (and steal cores on a shared machine).
+_forward_backward_parallel = njit(parallel=True, cache=True)(_forward_backward)
+_forward_backward_serial = njit(cache=True)(_forward_backward)
+PARALLEL_MIN_CELLS = 200_000
+
+
 class _TransducerNLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, blank_lp, label_lp, t_lens, u_lens):
@@ -73,7 +79,8 @@ class _TransducerNLL(torch.autograd.Function):
         ll = label_lp.detach().to("cpu", torch.float64).numpy()
         costs = np.zeros(bl.shape[0])
         gb, gl = np.zeros_like(bl), np.zeros_like(ll)
-        _forward_backward(bl, ll, t_lens.cpu().numpy().astype(np.int64),
+        kernel = _forward_backward_parallel if bl.size >= PARALLEL_MIN_CELLS else _forward_backward_serial
+        kernel(bl, ll, t_lens.cpu().numpy().astype(np.int64),
                           u_lens.cpu().numpy().astype(np.int64), costs, gb, gl)
         ctx.save_for_backward(torch.from_numpy(gb).to(blank_lp), torch.from_numpy(gl).to(label_lp))
         return torch.from_numpy(costs).to(blank_lp)
