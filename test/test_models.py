@@ -216,3 +216,21 @@ def test_print_model_config_cli_writes_defaults(tmp_path):
     assert run.returncode == 0
     printed = load_yaml(tmp_path / "m.yaml")
     assert printed["model_conf"]["cascaded_encoder_conf"]["n_layers"] == 2 and printed["model"] == "joint"
+
+
+def test_frame_stacking_halves_the_rate_and_still_streams_exactly():
+    torch.manual_seed(0)
+    cfg = small_config()
+    cfg["model_conf"]["audio_encoder_conf"]["stack_frames"] = 2
+    model = build_model(cfg).eval()
+    assert model.chunk_size_frames == 3 * 8
+    feats = make_batch()["feats"][:1, :70]
+    whole, lens = model.encode(feats, torch.tensor([70]), mode="streaming")
+    assert lens.tolist() == [16 // 2] and whole.shape[1] == 8
+    state, outs, start = model.init_stream(1), [], 0
+    for n in [5, 11, 1, 30, 23]:
+        y, state = model.encode_chunk(feats[:, start: start + n], state)
+        outs.append(y)
+        start += n
+    tail, _ = model.encode_chunk_final(state)
+    assert torch.allclose(torch.cat(outs + [tail], dim=1), whole, atol=1e-5)

@@ -28,24 +28,44 @@ MASK_ID = 2  # <mask> in data/lang/phones.txt
 
 @AUDIO_ENCODERS.register("conformer")
 class AudioEncoder(nn.Module):
-    """fbank (B, T, feat_dim) -> conv2d subsampling x4 -> causal chunked conformer (B, T/4, D)."""
+    """fbank (B, T, feat_dim) -> conv2d subsampling x4 -> [stack k frames] -> causal chunked
+    conformer (B, T/(4k), D). ``stack_frames`` k > 1 concatenates k consecutive subsampled
+    frames (dropping an incomplete group at the end) and projects back to d_model."""
 
     def __init__(self, feat_dim: int = 80, d_model: int = 144, n_layers: int = 2, n_heads: int = 4,
                  ff_mult: int = 4, conv_kernel: int = 15, dropout: float = 0.1,
-                 subsampling_channels: int = 64, chunk_size: int = 8, left_chunks: int = 4):
+                 subsampling_channels: int = 64, stack_frames: int = 1, chunk_size: int = 8, left_chunks: int = 4):
         super().__init__()
+        if stack_frames < 1:
+            raise ValueError(f"stack_frames must be >= 1, got {stack_frames}")
         self.subsampling = Conv2dSubsampling(feat_dim, d_model, subsampling_channels)
+        self.stack_frames = stack_frames
+        self.stack_proj = nn.Linear(stack_frames * d_model, d_model) if stack_frames > 1 else None
         self.conformer = ConformerStack(d_model, d_model, n_layers, n_heads, ff_mult, conv_kernel, dropout,
                                         causal=True, chunk_size=chunk_size, left_chunks=left_chunks)
         self.output_dim = d_model
+        self.frames_per_output = Conv2dSubsampling.stride * stack_frames  # input frames per output frame
+        self.min_frames = Conv2dSubsampling.receptive_field + Conv2dSubsampling.stride * (stack_frames - 1)
+
+    def stack(self, x):
+        """(B, T', D) subsampled frames -> (B, T' // k, D)."""
+        if self.stack_proj is None:
+            return x
+        B, T, D = x.shape
+        T2 = T // self.stack_frames
+        return self.stack_proj(x[:, : T2 * self.stack_frames].reshape(B, T2, self.stack_frames * D))
+
+    def front_end(self, feats, feat_lens):
+        """Subsampling + stacking -> (B, T', D), lens (B,); raises ValueError on too-short input."""
+        if (feat_lens < self.min_frames).any():
+            bad = (feat_lens < self.min_frames).nonzero()[:, 0].tolist()
+            raise ValueError(f"utterance(s) at batch index {bad} have fewer than {self.min_frames} feature frames")
+        x, lens = self.subsampling(feats, feat_lens)
+        return self.stack(x), lens // self.stack_frames
 
     def forward(self, feats, feat_lens):
-        """-> (B, T', D), lens (B,). Raises ValueError when an utterance is under 7 frames."""
-        if (feat_lens < Conv2dSubsampling.receptive_field).any():
-            bad = (feat_lens < Conv2dSubsampling.receptive_field).nonzero()[:, 0].tolist()
-            raise ValueError(f"utterance(s) at batch index {bad} have fewer than "
-                             f"{Conv2dSubsampling.receptive_field} feature frames")
-        x, lens = self.subsampling(feats, feat_lens)
+        """-> (B, T', D), lens (B,)."""
+        x, lens = self.front_end(feats, feat_lens)
         return self.conformer(x, lens), lens
 
 

@@ -102,7 +102,8 @@ class JointSpeechTextModel(nn.Module):
         self.consistency_enabled = True
         self.cons_skipped = 0  # examples with fewer speech frames than phonemes, skipped
         self.chunk_size = chunk_size
-        self.chunk_size_frames = chunk_size * Conv2dSubsampling.stride
+        self.chunk_size_frames = chunk_size * self.audio_encoder.frames_per_output
+        # the last output frame of a chunk also reads 3 input frames past the chunk's span
         self.lookahead_frames = Conv2dSubsampling.receptive_field - Conv2dSubsampling.stride
 
     # --- training ---------------------------------------------------------------------
@@ -200,13 +201,18 @@ class JointSpeechTextModel(nn.Module):
 
     # --- streaming (first pass) -------------------------------------------------------
     def init_stream(self, batch_size: int = 1) -> dict:
-        return {"batch_size": batch_size, "feat_buf": None, "sub_buf": None,
+        return {"batch_size": batch_size, "feat_buf": None, "stack_buf": None, "sub_buf": None,
                 "audio": self.audio_encoder.conformer.init_cache(), "shared": self.shared_encoder.init_cache()}
 
     def encode_chunk(self, feats_piece, state):
         """feats_piece (B, t, F), any t >= 0 -> (newly final shared-encoder frames (B, t', D), state)."""
         state = dict(state)
         sub, state["feat_buf"] = self.audio_encoder.subsampling.forward_stream(feats_piece, state["feat_buf"])
+        if state["stack_buf"] is not None:
+            sub = torch.cat([state["stack_buf"], sub], dim=1)
+        k = self.audio_encoder.stack_frames
+        n = sub.shape[1] // k * k
+        sub, state["stack_buf"] = self.audio_encoder.stack(sub[:, :n]), sub[:, n:]
         buf = sub if state["sub_buf"] is None else torch.cat([state["sub_buf"], sub], dim=1)
         outs = []
         while buf.shape[1] >= self.chunk_size:
