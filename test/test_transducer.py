@@ -95,3 +95,20 @@ def test_parallel_and_serial_kernels_agree(monkeypatch):
         loss = transducer_loss(lp, targets, tl, ul)
         results.append((loss, torch.autograd.grad(loss.sum(), lp)[0]))
     assert torch.allclose(results[0][0], results[1][0]) and torch.allclose(results[0][1], results[1][1])
+
+
+def test_agrees_with_warprnnt_numba_through_a_hat_head():
+    """warprnnt applies log_softmax itself: on normalised HAT log-probs the loss is the same,
+    and its extra softmax gradient term vanishes once chained through the HAT head."""
+    warprnnt = pytest.importorskip("warprnnt_numba")
+    crit = warprnnt.RNNTLossNumba(blank=0, reduction="none")
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(3, 6, 4, 7, generator=g) * 2).requires_grad_(True)
+    targets = torch.randint(1, 7, (3, 3), generator=g)
+    tl, ul = torch.tensor([6, 4, 2]), torch.tensor([3, 2, 0])
+    ref = crit(hat_log_probs(logits), targets.int(), tl.int(), ul.int())
+    mine = transducer_loss(hat_log_probs(logits), targets, tl, ul)
+    assert torch.allclose(ref, mine, atol=1e-4)
+    g_ref = torch.autograd.grad(ref.sum(), logits)[0]
+    g_mine = torch.autograd.grad(mine.sum(), logits)[0]
+    assert torch.allclose(g_ref, g_mine, atol=1e-5) and g_mine.abs().max() > 0.1
