@@ -234,3 +234,20 @@ def test_frame_stacking_halves_the_rate_and_still_streams_exactly():
         start += n
     tail, _ = model.encode_chunk_final(state)
     assert torch.allclose(torch.cat(outs + [tail], dim=1), whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("feature_norm", [True, False])
+def test_consistency_cannot_be_lowered_by_shrinking_both_paths(feature_norm):
+    torch.manual_seed(0)
+    model = build_model(small_config(cons_feature_norm=feature_norm)).eval()
+    batch = make_batch("paired")
+    with torch.no_grad():
+        before = model(batch)["cons/encoder"]
+        for enc in (model.audio_encoder.conformer, model.text_encoder.conformer):
+            enc.layers[-1].norm_out.weight.mul_(0.1)
+            enc.layers[-1].norm_out.bias.mul_(0.1)
+        after = model(batch)["cons/encoder"]
+    if feature_norm:
+        assert torch.allclose(before, after, rtol=1e-3)
+    else:
+        assert after < 0.05 * before

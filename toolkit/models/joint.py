@@ -11,7 +11,9 @@ Loss choices (documented contract):
   and the *unmasked* text path of the same utterance (as in the paper: masking is a text
   augmentation for the text-only HAT loss; consistency compares clean text).
 - text batch:    ``loss = text_weight * (hat_text_stream + hat_text_full)``.
-HAT terms are per-utterance negative log-likelihoods averaged over the batch.
+HAT terms are per-utterance negative log-likelihoods averaged over the batch. The
+consistency loss compares per-frame layer-normalised representations (cons_feature_norm)
+so it cannot be minimised by shrinking both paths' scale.
 Layer names: ``encoder`` (audio vs text encoder outputs), ``shared.<i>``, ``cascaded.<i>``
 (1-based); ``cons_layers: all`` means ``encoder`` + every shared layer.
 """
@@ -21,6 +23,7 @@ import inspect
 import logging
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from toolkit.models.encoders import (AUDIO_ENCODERS, AUDIO_ENCODERS_INJECTED, ENCODERS, ENCODERS_INJECTED,
@@ -61,7 +64,7 @@ class JointSpeechTextModel(nn.Module):
                  joiner: str = "hat", joiner_conf: dict | None = None,
                  share_decoder: bool = False, text_weight: float = 1.0, cons_weight: float = 0.05,
                  cons_layers: str | list = "all", cons_normalize: str = "frames",
-                 max_lattice_elems: int = 2 ** 25):
+                 cons_feature_norm: bool = True, max_lattice_elems: int = 2 ** 25):
         super().__init__()
         chunking = {"chunk_size": chunk_size, "left_chunks": left_chunks}
         self.audio_encoder = build_component("audio_encoder", audio_encoder, audio_encoder_conf, **chunking)
@@ -99,6 +102,7 @@ class JointSpeechTextModel(nn.Module):
                               f"use 'all' or a list of {self.layer_names}")
         self.cons_layers = list(cons_layers)
         self.text_weight, self.cons_weight, self.cons_normalize = text_weight, cons_weight, cons_normalize
+        self.cons_feature_norm = cons_feature_norm
         self.consistency_enabled = True
         self.cons_skipped = 0  # examples with fewer speech frames than phonemes, skipped
         self.chunk_size = chunk_size
@@ -163,6 +167,7 @@ class JointSpeechTextModel(nn.Module):
         """Batch mean of best_alignment_loss; examples with n < m use DTW or are skipped."""
         from toolkit.losses.best_alignment import best_alignment_loss
 
+        speech, text = self._cons_features(speech), self._cons_features(text)
         kwargs = {"pattern": "frames_to_tokens", "normalize": self.cons_normalize}
         ok = speech_lens >= text_lens
         if "fallback" in inspect.signature(best_alignment_loss).parameters:
@@ -176,6 +181,12 @@ class JointSpeechTextModel(nn.Module):
                 return speech.sum() * 0.0
         loss, _ = best_alignment_loss(speech[ok], speech_lens[ok], text[ok], text_lens[ok], **kwargs)
         return loss.mean()
+
+    def _cons_features(self, x):
+        """What the consistency loss compares: with cons_feature_norm, each frame normalised to
+        zero mean / unit variance (no affine), so the loss cannot be lowered by shrinking the
+        scale of both paths (e.g. LayerNorm gains) instead of aligning them."""
+        return F.layer_norm(x, x.shape[-1:]) if self.cons_feature_norm else x
 
     # --- inference --------------------------------------------------------------------
     def encode(self, feats, feat_lens, mode: str = "full"):
@@ -193,10 +204,12 @@ class JointSpeechTextModel(nn.Module):
 
     def consistency_representations(self, feats, feat_lens, phones, phone_lens):
         """Per layer (every name in ``layer_names``): (name, speech (B, n, d), speech_lens,
-        text (B, m, d), text_lens). Text is not masked; call in eval mode."""
+        text (B, m, d), text_lens). Text is not masked; call in eval mode. The tensors are
+        what the consistency loss compares (normalised per frame when cons_feature_norm)."""
         speech = self._path(*self.audio_encoder(feats, feat_lens), need_layers=True)
         text = self._path(self.text_encoder(phones, phone_lens, mask=False), phone_lens, need_layers=True)
-        return [(n, speech["layers"][n], speech["lens"], text["layers"][n], text["lens"])
+        f = self._cons_features
+        return [(n, f(speech["layers"][n]), speech["lens"], f(text["layers"][n]), text["lens"])
                 for n in self.layer_names if n in speech["layers"] and n in text["layers"]]
 
     # --- streaming (first pass) -------------------------------------------------------
