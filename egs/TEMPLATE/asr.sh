@@ -22,7 +22,7 @@ bpe_size=256          # wordpiece vocabulary size
 bpe_train_text_only=true  # also train wordpieces on the unpaired text
 speed_perturb=false   # 0.9/1.0/1.1 speed perturbation of the training set
 train_config=conf/train.yaml   # training config (model, optimiser, batches)
-train_args=""         # extra arguments for toolkit.bin.train, e.g. "--set trainer.max_steps=100"
+train_args=""         # extra arguments for toolkit.bin.train, e.g. "--set max_steps=100"
 tag=""                # experiment name: exp/<tag> (default: the train config's base name)
 decode_modes="streaming full"  # streaming: shared encoder + 1st-pass decoder; full: cascaded encoder + 2nd pass
 decode_method=greedy  # greedy | beam
@@ -116,9 +116,9 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   [ -n "$text_only_set" ] && args="$args --text-data dump/$text_only_set"
   if [ "$ngpu" -gt 1 ]; then
     $cuda_cmd --gpu $ngpu $expdir/log/train.log \
-      torchrun --standalone --nproc_per_node $ngpu -m toolkit.bin.train $args --ngpu $ngpu $train_args
+      torchrun --standalone --nproc_per_node $ngpu -m toolkit.bin.train $args --ngpu $ngpu --resume $train_args
   else
-    python -m toolkit.bin.train $args --ngpu $ngpu $train_args
+    python -m toolkit.bin.train $args --ngpu $ngpu --resume $train_args
   fi
   python -m toolkit.bin.average_checkpoints --exp $expdir --num $num_avg --out $expdir/model_avg.pt
 fi

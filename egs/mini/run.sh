@@ -8,7 +8,7 @@
 #   ./run.sh --help lists every option (those of ../TEMPLATE/asr.sh).
 # A shorter setting (CI):
 #   ./run.sh --prepare-corpus-opts "--num-train 300 --num-dev 40 --num-test 40 --num-text-only 3000" \
-#            --train-args "--set trainer.max_steps=40"
+#            --train-args "--set max_steps=40"
 set -euo pipefail
 cd "$(dirname "$0")"
 exec ../TEMPLATE/asr.sh \
