@@ -112,3 +112,31 @@ def test_agrees_with_warprnnt_numba_through_a_hat_head():
     g_ref = torch.autograd.grad(ref.sum(), logits)[0]
     g_mine = torch.autograd.grad(mine.sum(), logits)[0]
     assert torch.allclose(g_ref, g_mine, atol=1e-5) and g_mine.abs().max() > 0.1
+
+
+@settings(max_examples=20, deadline=None)
+@given(T=st.integers(1, 5), U=st.integers(0, 4), V=st.integers(2, 6), seed=st.integers(0, 10 ** 6))
+def test_fused_hat_loss_equals_hat_head_then_transducer_loss(T, U, V, seed):
+    from toolkit.losses.transducer import hat_transducer_loss
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(3, T + 1, U + 2, V, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
+    targets = torch.randint(1, V, (3, U + 1), generator=g)
+    tl, ul = torch.tensor([T, T + 1, 1]), torch.tensor([U, U + 1, 0])
+    ref = transducer_loss(hat_log_probs(logits), targets, tl, ul)
+    fused = hat_transducer_loss(logits, targets, tl, ul)
+    w = torch.rand(3, generator=g, dtype=torch.float64)  # a non-uniform upstream gradient
+    g_ref = torch.autograd.grad((ref * w).sum(), logits)[0]
+    g_fused = torch.autograd.grad((fused * w).sum(), logits)[0]
+    assert torch.allclose(ref, fused, atol=1e-5)
+    assert torch.allclose(g_ref, g_fused, atol=1e-5)
+
+
+def test_fused_hat_loss_takes_bfloat16_logits_and_returns_their_dtype():
+    from toolkit.losses.transducer import hat_transducer_loss
+    logits = torch.randn(2, 4, 3, 5).to(torch.bfloat16).requires_grad_(True)
+    targets, tl, ul = torch.tensor([[1, 4], [2, 3]]), torch.tensor([4, 3]), torch.tensor([2, 1])
+    loss = hat_transducer_loss(logits, targets, tl, ul)
+    (grad,) = torch.autograd.grad(loss.sum(), logits)
+    ref = transducer_loss(hat_log_probs(logits.detach().float()), targets, tl, ul)
+    assert grad.dtype == torch.bfloat16 and torch.isfinite(grad.float()).all()
+    assert torch.allclose(loss.float(), ref, rtol=1e-2)

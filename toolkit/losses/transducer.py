@@ -7,6 +7,12 @@ gradient flows back into the full lattice through the gather. Because the input 
 as log-probabilities (no log_softmax inside), the gradient is exact only when each
 lattice row is normalised, which HAT outputs are.
 
+:func:`hat_transducer_loss` is the form training uses: it takes the joint network's raw
+logits, applies the HAT output itself and returns the gradient with respect to the logits
+in one fused step (softmax recomputed from the saved log-normaliser), so no normalised
+(B, T, U+1, V) log-prob lattice, and none of the zero-filled gradient lattices that
+slicing and gathering it create, is ever built.
+
 Memory: the caller's lattice is B x T x (U+1) x V floats (e.g. 32 x 250 x 80 x 256 x 4 B
 = 655 MB, x ~3 with the joint hidden layer and gradients); this module adds only
 O(B T U). Keep the lattice bounded by computing it per sub-batch
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from numba import njit, prange
 
 
@@ -72,24 +79,41 @@ _forward_backward_serial = njit(cache=True)(_forward_backward)
 PARALLEL_MIN_CELLS = 200_000
 
 
+def _nll_and_grads(blank_lp, label_lp, t_lens, u_lens):
+    """The DP on the CPU in float64 -> costs (B,), d cost / d blank_lp, d cost / d label_lp,
+    as tensors of the inputs' dtype and device."""
+    bl = blank_lp.detach().to("cpu", torch.float64).numpy()
+    ll = label_lp.detach().to("cpu", torch.float64).numpy()
+    costs = np.zeros(bl.shape[0])
+    gb, gl = np.zeros_like(bl), np.zeros_like(ll)
+    kernel = _forward_backward_parallel if bl.size >= PARALLEL_MIN_CELLS else _forward_backward_serial
+    kernel(bl, ll, t_lens.cpu().numpy().astype(np.int64), u_lens.cpu().numpy().astype(np.int64), costs, gb, gl)
+    return (torch.from_numpy(costs).to(blank_lp), torch.from_numpy(gb).to(blank_lp),
+            torch.from_numpy(gl).to(label_lp))
+
+
 class _TransducerNLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, blank_lp, label_lp, t_lens, u_lens):
-        bl = blank_lp.detach().to("cpu", torch.float64).numpy()
-        ll = label_lp.detach().to("cpu", torch.float64).numpy()
-        costs = np.zeros(bl.shape[0])
-        gb, gl = np.zeros_like(bl), np.zeros_like(ll)
-        kernel = _forward_backward_parallel if bl.size >= PARALLEL_MIN_CELLS else _forward_backward_serial
-        kernel(bl, ll, t_lens.cpu().numpy().astype(np.int64),
-                          u_lens.cpu().numpy().astype(np.int64), costs, gb, gl)
-        ctx.save_for_backward(torch.from_numpy(gb).to(blank_lp), torch.from_numpy(gl).to(label_lp))
-        return torch.from_numpy(costs).to(blank_lp)
+        costs, gb, gl = _nll_and_grads(blank_lp, label_lp, t_lens, u_lens)
+        ctx.save_for_backward(gb, gl)
+        return costs
 
     @staticmethod
     def backward(ctx, grad_cost):
         gb, gl = ctx.saved_tensors
         g = grad_cost[:, None, None]
         return gb * g, gl * g, None, None
+
+
+def _check_lengths(shape, targets, logit_lens, target_lens):
+    B, T, U1, _ = shape
+    if targets.shape[0] != B or targets.shape[1] < U1 - 1:
+        raise ValueError(f"targets {tuple(targets.shape)} do not fit lattice {tuple(shape)}")
+    if (logit_lens < 1).any() or (logit_lens > T).any():
+        raise ValueError(f"logit_lens must be in 1..{T}, got {logit_lens.tolist()}")
+    if (target_lens < 0).any() or (target_lens > U1 - 1).any():
+        raise ValueError(f"target_lens must be in 0..{U1 - 1}, got {target_lens.tolist()}")
 
 
 def transducer_loss(log_probs: torch.Tensor, targets: torch.Tensor, logit_lens: torch.Tensor,
@@ -100,14 +124,65 @@ def transducer_loss(log_probs: torch.Tensor, targets: torch.Tensor, logit_lens: 
     logit_lens (B,) in 1..T; target_lens (B,) in 0..U. Raises ValueError on bad lengths.
     """
     B, T, U1, V = log_probs.shape
-    if targets.shape[0] != B or targets.shape[1] < U1 - 1:
-        raise ValueError(f"targets {tuple(targets.shape)} do not fit lattice {tuple(log_probs.shape)}")
-    if (logit_lens < 1).any() or (logit_lens > T).any():
-        raise ValueError(f"logit_lens must be in 1..{T}, got {logit_lens.tolist()}")
-    if (target_lens < 0).any() or (target_lens > U1 - 1).any():
-        raise ValueError(f"target_lens must be in 0..{U1 - 1}, got {target_lens.tolist()}")
+    _check_lengths(log_probs.shape, targets, logit_lens, target_lens)
     targets = targets[:, : U1 - 1]
     blank_lp = log_probs[..., blank]  # (B, T, U+1)
     idx = targets.clamp(0, V - 1)[:, None, :, None].expand(B, T, U1 - 1, 1)
     label_lp = log_probs[:, :, : U1 - 1].gather(3, idx).squeeze(3)  # (B, T, U)
     return _TransducerNLL.apply(blank_lp, label_lp, logit_lens, target_lens)
+
+
+class _HatTransducerNLL(torch.autograd.Function):
+    """HAT head + transducer NLL on raw logits (B, T, U+1, V), blank logit in column 0.
+
+    With b the blank logit and z the label logits: log P(blank) = logsigmoid(b),
+    log P(y) = logsigmoid(-b) + z_y - logsumexp(z). Given the DP's gradients gb, gl of the
+    NLL with respect to those log-probs, the gradient with respect to the logits is
+    d/db = gb (1 - s) - gl s (s = sigmoid(b)) and d/dz_k = gl ([k = y] - softmax(z)_k).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, t_lens, u_lens):
+        ctx.work_dtype = torch.promote_types(logits.dtype, torch.float32)  # half/bf16 -> float32
+        x = logits.detach().to(ctx.work_dtype)
+        B, T, U1, V = x.shape
+        blank_logit = x[..., 0]  # (B, T, U+1)
+        lse = torch.logsumexp(x[..., 1:], dim=-1)  # (B, T, U+1)
+        idx = targets[:, None, : U1 - 1, None].clamp(0, V - 1).expand(B, T, U1 - 1, 1)
+        label_logit = x[:, :, : U1 - 1].gather(3, idx)[..., 0]  # (B, T, U)
+        blank_lp = F.logsigmoid(blank_logit)
+        label_lp = F.logsigmoid(-blank_logit[:, :, : U1 - 1]) + label_logit - lse[:, :, : U1 - 1]
+        costs, gb, gl = _nll_and_grads(blank_lp, label_lp, t_lens, u_lens)
+        ctx.save_for_backward(logits, lse, gb, gl, idx)
+        ctx.in_dtype = logits.dtype
+        return costs
+
+    @staticmethod
+    def backward(ctx, grad_cost):
+        logits, lse, gb, gl, idx = ctx.saved_tensors
+        g = grad_cost.to(ctx.work_dtype)[:, None, None]
+        gb, gl = gb * g, gl * g
+        grad = logits.detach().to(ctx.work_dtype, copy=True)  # becomes the gradient in place
+        s = torch.sigmoid(grad[..., 0])  # (B, T, U+1)
+        grad_blank = gb * (1 - s)
+        grad_blank[:, :, : gl.shape[2]] -= gl * s[:, :, : gl.shape[2]]
+        gl_full = F.pad(gl, (0, 1))  # (B, T, U+1): no label after the last one
+        z = grad[..., 1:]
+        z.sub_(lse[..., None]).exp_().mul_(-gl_full[..., None])  # -gl * softmax(z)
+        grad[..., 0] = grad_blank
+        grad[:, :, : gl.shape[2]].scatter_add_(3, idx, gl[..., None])  # + gl at the target label
+        return grad.to(ctx.in_dtype), None, None, None
+
+
+def hat_transducer_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lens: torch.Tensor,
+                        target_lens: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood per utterance (B,) under the HAT output of joint logits.
+
+    logits (B, T, U+1, V) raw joint outputs, column 0 the blank logit (any float dtype; the
+    arithmetic is at least float32); targets (B, U) int64 label ids in 1..V-1 (padding ignored);
+    logit_lens (B,) in 1..T; target_lens (B,) in 0..U. Equals
+    ``transducer_loss(hat_log_probs(logits), ...)`` in value and gradient, with one
+    lattice-sized temporary in backward instead of several. Raises ValueError on bad lengths.
+    """
+    _check_lengths(logits.shape, targets, logit_lens, target_lens)
+    return _HatTransducerNLL.apply(logits, targets, logit_lens, target_lens)

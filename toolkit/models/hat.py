@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from toolkit.losses.transducer import transducer_loss
+from toolkit.losses.transducer import hat_transducer_loss
 from toolkit.utils.config import Registry
 
 PREDICTORS = Registry("predictor")
@@ -87,9 +87,13 @@ class HatJoiner(nn.Module):
         self.pred_proj = nn.Linear(pred_dim, joint_dim)
         self.out = nn.Linear(joint_dim, vocab_size)
 
+    def logits_projected(self, enc_p, pred_p):
+        """Projected enc (..., J) + pred (..., J), broadcast -> joint logits (..., V), blank at 0."""
+        return self.out(torch.tanh(enc_p + pred_p))
+
     def log_probs_projected(self, enc_p, pred_p):
         """Projected enc (..., J) + pred (..., J), broadcast -> HAT log-probs (..., V)."""
-        return hat_log_probs(self.out(torch.tanh(enc_p + pred_p)))
+        return hat_log_probs(self.logits_projected(enc_p, pred_p))
 
     def ilm_log_probs(self, pred_p):
         """Internal LM log_softmax(z) (..., V) from the predictor alone; blank column is 0."""
@@ -178,5 +182,5 @@ class HatDecoder(nn.Module):
         return torch.cat(costs)[torch.argsort(torch.cat(perm))]
 
     def _group_loss(self, enc_p, pred_p, tokens, enc_lens, token_lens):
-        lattice = self.joiner.log_probs_projected(enc_p[:, :, None], pred_p[:, None])  # (b, T, U+1, V)
-        return transducer_loss(lattice, tokens, enc_lens, token_lens, blank=self.blank_id)
+        logits = self.joiner.logits_projected(enc_p[:, :, None], pred_p[:, None])  # (b, T, U+1, V)
+        return hat_transducer_loss(logits, tokens, enc_lens, token_lens)
