@@ -11,7 +11,7 @@ import soundfile as sf
 from toolkit.bin import synthesize_corpus
 from toolkit.data.corpora import normalize_sentence
 from toolkit.synth.corpus import plan_corpus
-from toolkit.synth.espeak import Voice, prepare_engine, synthesize_isolated
+from toolkit.synth.espeak import Voice, add_recording_conditions, prepare_engine, synthesize_isolated
 from toolkit.synth.grammar import Grammar, available_languages, format_text, generate_sentences
 
 SMALL = ["--num-train", "8", "--num-dev", "3", "--num-test", "3", "--num-text-only", "40",
@@ -66,6 +66,29 @@ def test_audio_is_16k_mono_with_plausible_duration(libri):
         assert 0.12 < seconds / len(text.split()) < 1.2, (uttid, seconds, text)
         peak = np.abs(wav.astype(np.int32))
         assert peak.max() > 1000 and (peak >= 32767).mean() < 1e-4  # speech, not silence, not clipped
+
+
+def test_recorded_audio_has_no_digital_silence_and_pads_both_ends(libri):
+    path = next(libri.glob("LibriSpeech/train-clean-100/*/*/*.flac"))
+    wav, _ = sf.read(path, dtype="int16")
+    frames = wav[: len(wav) // 400 * 400].reshape(-1, 400).astype(np.float64)  # 25 ms frames
+    assert (frames.std(axis=1) > 0).all()  # a noise floor everywhere, as a microphone gives
+    edges = np.abs(wav[:800]).max(), np.abs(wav[-800:]).max()  # 50 ms at each end: only noise
+    assert max(edges) < 0.05 * np.abs(wav).max()
+
+
+def test_recording_conditions_are_deterministic_and_keep_the_speech():
+    speech = (np.sin(np.arange(8000) / 5.0) * 8000).astype(np.int16)
+    speech[3000:4000] = 0  # an espeak pause: digital silence
+    a, b = add_recording_conditions(speech, 7), add_recording_conditions(speech, 7)
+    assert np.array_equal(a, b) and not np.array_equal(a, add_recording_conditions(speech, 8))
+    assert 8000 + 2 * 800 <= len(a) <= 8000 + 2 * 5600  # 0.05 .. 0.35 s of silence each side
+    x, ref = a.astype(np.float64), speech.astype(np.float64)
+    err = [np.mean((x[k:k + 8000] - ref) ** 2) for k in range(len(a) - 8000 + 1)]
+    lead = int(np.argmin(err))  # where the speech sits inside the padded signal
+    snr = 10 * np.log10(np.mean(ref ** 2) / err[lead])
+    assert 800 <= lead <= 5600 and 29 < snr < 51  # the speech is there, under 30-50 dB SNR noise
+    assert a[lead + 3000: lead + 4000].std() > 0  # the pause is no longer digital zero
 
 
 def test_speaker_ids_differ_across_languages():

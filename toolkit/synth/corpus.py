@@ -25,13 +25,13 @@ import soundfile as sf
 from tqdm import tqdm
 
 from toolkit.data.corpora import MLS_LANGUAGES
-from toolkit.synth.espeak import TARGET_RATE, Voice, prepare_engine, synthesize_isolated
+from toolkit.synth.espeak import TARGET_RATE, Voice, add_recording_conditions, prepare_engine, synthesize_isolated
 from toolkit.synth.grammar import Grammar, format_text, generate_sentences
 from toolkit.synth.voices import VARIANTS, voices_for_splits
 
 LAYOUTS = ("librispeech", "mls", "commonvoice")
 # Part of the completion marker: bump when the same settings would now give different bytes.
-SYNTH_VERSION = 4
+SYNTH_VERSION = 5
 # Speaker ids of language i come from [i*10000+100, (i+1)*10000): unique across languages, as
 # reader ids are in MLS, so data dirs of several languages can be combined (English: 4 digits).
 LANG_ORDER = ("en", "de", "fr", "es", "cmn", "nl", "it", "pt", "pl")
@@ -137,7 +137,8 @@ def _write_audio_group(args) -> float:
         sf.write(path, samples, TARGET_RATE, format="MP3" if path.suffix == ".mp3" else "FLAC")
 
     try:
-        return sum(synthesize_isolated([(u.spoken, u.voice, u.seed) for u in specs], write))
+        return sum(synthesize_isolated([(u.spoken, u.voice, u.seed) for u in specs], write,
+                                       post=add_recording_conditions))
     except RuntimeError as e:
         raise RuntimeError(f"speaker {specs[0].speaker} ({specs[0].voice}): {e}") from None
 

@@ -119,12 +119,32 @@ class Espeak:
         return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
-def synthesize_isolated(items: list[tuple[str, Voice, int]], write) -> list[float]:
+def add_recording_conditions(samples: np.ndarray, seed: int, pad_seconds=(0.05, 0.35),
+                             snr_db=(30.0, 50.0)) -> np.ndarray:
+    """Make a clean espeak utterance (int16, 16 kHz) sound recorded: silence of a random
+    length before and after, and white noise at a random SNR over the whole signal.
+
+    espeak's pauses are digital zeros, which no microphone gives: their log-mel energies
+    sit at log(FLT_EPSILON) = -15.9, far from speech, and squash every other frame once
+    CMVN normalises. Deterministic for a seed.
+    """
+    rng = np.random.default_rng(seed)
+    lead, trail = (int(rng.uniform(*pad_seconds) * TARGET_RATE) for _ in range(2))
+    x = np.concatenate([np.zeros(lead), samples.astype(np.float64), np.zeros(trail)])  # (T,)
+    speech_rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 1.0
+    noise_rms = max(speech_rms, 1.0) * 10 ** (-rng.uniform(*snr_db) / 20)
+    x += rng.standard_normal(len(x)) * max(noise_rms, 1.0)  # at least 1 LSB: never digital silence
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+
+
+def synthesize_isolated(items: list[tuple[str, Voice, int]], write, post=None) -> list[float]:
     """Say ``items`` (text, voice, seed) in a forked child that starts from a clean engine.
 
     The child says them in order, calling ``write(i, samples_int16)`` for each (e.g. to
     write the audio file), so the result depends only on ``items``, never on what this
-    process said before. Returns the durations in seconds. Call from a process whose
+    process said before. ``post(samples, seed) -> samples`` (e.g.
+    :func:`add_recording_conditions`) is applied before writing. Returns the durations in
+    seconds of what was written. Call from a process whose
     :class:`Espeak` was created but has not synthesized (see :func:`prepare_engine`).
     Raises RuntimeError with the child's message if it fails.
     """
@@ -137,6 +157,8 @@ def synthesize_isolated(items: list[tuple[str, Voice, int]], write) -> list[floa
         try:
             for i, (text, voice, seed) in enumerate(items):
                 samples = engine.synthesize(text, voice, seed)
+                if post is not None:
+                    samples = post(samples, seed)
                 write(i, samples)
                 msg += struct.pack("<q", len(samples))
         except BaseException as e:  # noqa: BLE001 - everything must reach the parent
