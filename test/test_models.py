@@ -128,6 +128,37 @@ def test_consistency_can_be_switched_off(model):
         model.set_consistency(True)
 
 
+def test_consistency_scale_weights_the_loss_and_zero_skips_it(model):
+    model.eval()  # no dropout or masking: the two forwards see the same network
+    b = make_batch("paired")
+    try:
+        model.set_consistency_scale(0.25)
+        out = model(b)
+        want = out["hat_stream"] + out["hat_full"] + 0.25 * model.cons_weight * out["cons"]
+        assert torch.allclose(out["loss"], want)
+        model.set_consistency_scale(0.0)
+        off = model(b)
+        assert "cons" not in off and torch.allclose(off["loss"], out["hat_stream"] + out["hat_full"])
+        with pytest.raises(ValueError, match="scale"):
+            model.set_consistency_scale(1.5)
+    finally:
+        model.set_consistency_scale(1.0)
+
+
+def test_auxiliary_ctc_is_added_to_the_paired_loss_and_trains_the_shared_encoder():
+    torch.manual_seed(0)
+    m = build_model(small_config(ctc_weight=0.3)).train()
+    out = m(make_batch("paired"))
+    want = out["hat_stream"] + out["hat_full"] + 0.3 * out["ctc"] + m.cons_weight * out["cons"]
+    assert torch.isfinite(out["ctc"]) and out["ctc"] > 0 and torch.allclose(out["loss"], want)
+    out["ctc"].backward()
+    assert m.ctc_head.weight.grad.abs().sum() > 0
+    assert sum(float(p.grad.abs().sum()) for p in m.shared_encoder.parameters() if p.grad is not None) > 0
+    assert "ctc" not in m(make_batch("text"))  # text batches have no speech to align
+    with pytest.raises(ConfigError, match="ctc_weight"):
+        build_model(small_config(ctc_weight=-1.0))
+
+
 def test_consistency_handles_more_phonemes_than_frames(model):
     model.train()
     b = make_batch("paired")

@@ -154,6 +154,13 @@ def test_schedules_warm_up_linearly_to_peak(name):
     assert s(50) <= 1.0
 
 
+def test_consistency_warmup_is_off_then_ramps_linearly_then_stays_at_one():
+    from toolkit.train.schedule import delayed_ramp
+    assert [delayed_ramp(s, 3, 4) for s in range(9)] == [0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1]
+    assert [delayed_ramp(s, 2, 0) for s in range(4)] == [0, 0, 1, 1]
+    assert delayed_ramp(0, 0, 0) == 1.0
+
+
 def test_cosine_schedule_ends_at_min_ratio():
     s = LRSchedule("warmup_cosine", warmup_steps=10, total_steps=100, min_lr_ratio=0.1)
     assert s(99) == pytest.approx(0.1) and s(500) == pytest.approx(0.1)

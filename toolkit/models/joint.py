@@ -6,11 +6,12 @@
                                                       └> cascaded encoder (full) -> full HAT
 
 Loss choices (documented contract):
-- paired batch:  ``loss = hat_stream + hat_full + cons_weight * cons``, where ``cons`` is the
+- paired batch:  ``loss = hat_stream + hat_full [+ ctc_weight * ctc] + cons_weight * cons``, where ``cons`` is the
   mean over ``cons_layers`` of the batch-mean best-alignment loss between the speech path
   and the *unmasked* text path of the same utterance (as in the paper: masking is a text
   augmentation for the text-only HAT loss; consistency compares clean text).
 - text batch:    ``loss = text_weight * (hat_text_stream + hat_text_full)``.
+``ctc`` (only when ``ctc_weight`` > 0) is an auxiliary CTC loss on the shared encoder output.
 HAT terms are per-utterance negative log-likelihoods averaged over the batch. The
 consistency loss compares per-frame layer-normalised representations (cons_feature_norm)
 so it cannot be minimised by shrinking both paths' scale.
@@ -64,7 +65,7 @@ class JointSpeechTextModel(nn.Module):
                  joiner: str = "hat", joiner_conf: dict | None = None,
                  share_decoder: bool = False, text_weight: float = 1.0, cons_weight: float = 0.05,
                  cons_layers: str | list = "all", cons_normalize: str = "frames",
-                 cons_feature_norm: bool = True, max_lattice_elems: int = 2 ** 25):
+                 cons_feature_norm: bool = True, ctc_weight: float = 0.0, max_lattice_elems: int = 2 ** 25):
         super().__init__()
         chunking = {"chunk_size": chunk_size, "left_chunks": left_chunks}
         self.audio_encoder = build_component("audio_encoder", audio_encoder, audio_encoder_conf, **chunking)
@@ -92,6 +93,14 @@ class JointSpeechTextModel(nn.Module):
         else:
             self.full_decoder = make_decoder(self.cascaded_encoder.output_dim)
 
+        # auxiliary CTC on the shared encoder output of speech (as ESPnet's and icefall's
+        # transducer recipes offer): it finds the audio-label alignment early, which a
+        # transducer trained from scratch on little data is slow to do
+        if ctc_weight < 0:
+            raise ConfigError(f"ctc_weight must be >= 0, got {ctc_weight}")
+        self.ctc_weight = ctc_weight
+        self.ctc_head = nn.Linear(self.shared_encoder.output_dim, vocab_size) if ctc_weight > 0 else None
+
         self.layer_names = (["encoder"] + [f"shared.{i + 1}" for i in range(len(self.shared_encoder.layers))]
                             + [f"cascaded.{i + 1}" for i in range(len(self.cascaded_encoder.layers))])
         if cons_layers == "all":
@@ -104,6 +113,7 @@ class JointSpeechTextModel(nn.Module):
         self.text_weight, self.cons_weight, self.cons_normalize = text_weight, cons_weight, cons_normalize
         self.cons_feature_norm = cons_feature_norm
         self.consistency_enabled = True
+        self.cons_scale = 1.0  # factor on cons_weight set by the trainer's warm-up schedule
         self.cons_skipped = 0  # examples with fewer speech frames than phonemes, skipped
         self.chunk_size = chunk_size
         self.chunk_size_frames = chunk_size * self.audio_encoder.frames_per_output
@@ -113,6 +123,13 @@ class JointSpeechTextModel(nn.Module):
     # --- training ---------------------------------------------------------------------
     def set_consistency(self, enabled: bool) -> None:
         self.consistency_enabled = bool(enabled)
+
+    def set_consistency_scale(self, scale: float) -> None:
+        """Factor in [0, 1] on ``cons_weight`` (the training warm-up); at 0 the consistency
+        loss and the text path it needs are not computed at all."""
+        if not 0.0 <= scale <= 1.0:
+            raise ValueError(f"consistency scale must be in [0, 1], got {scale}")
+        self.cons_scale = float(scale)
 
     def forward(self, batch: dict) -> dict:
         if batch["kind"] == "paired":
@@ -128,6 +145,9 @@ class JointSpeechTextModel(nn.Module):
                "hat_full": self.full_decoder.loss(speech["cascaded"], speech["lens"], b["tokens"],
                                                   b["token_lens"]).mean()}
         out["loss"] = out["hat_stream"] + out["hat_full"]
+        if self.ctc_head is not None:
+            out["ctc"] = self._ctc(speech["shared"], speech["lens"], b["tokens"], b["token_lens"])
+            out["loss"] = out["loss"] + self.ctc_weight * out["ctc"]
         if self._cons_on():
             text_enc = self.text_encoder(b["phones"], b["phone_lens"], mask=False)
             text = self._path(text_enc, b["phone_lens"], need_layers=True)
@@ -137,7 +157,7 @@ class JointSpeechTextModel(nn.Module):
                 out[f"cons/{name}"] = c
                 per_layer.append(c)
             out["cons"] = torch.stack(per_layer).mean()
-            out["loss"] = out["loss"] + self.cons_weight * out["cons"]
+            out["loss"] = out["loss"] + self.cons_weight * self.cons_scale * out["cons"]
         return out
 
     def _forward_text(self, b):
@@ -149,8 +169,14 @@ class JointSpeechTextModel(nn.Module):
         out["loss"] = self.text_weight * (out["hat_text_stream"] + out["hat_text_full"])
         return out
 
+    def _ctc(self, enc, enc_lens, tokens, token_lens):
+        """Batch mean of the per-utterance CTC NLL (blank = 0) of enc (B, T, D)."""
+        log_probs = self.ctc_head(enc).float().log_softmax(-1).transpose(0, 1)  # (T, B, V)
+        nll = F.ctc_loss(log_probs, tokens, enc_lens, token_lens, blank=0, reduction="none", zero_infinity=True)
+        return nll.mean()
+
     def _cons_on(self):
-        return self.consistency_enabled and bool(self.cons_layers)
+        return self.consistency_enabled and self.cons_scale > 0 and bool(self.cons_layers)
 
     def _path(self, enc, lens, need_layers=False):
         """Encoder output (B, n, D) -> shared (+ per-layer) -> cascaded."""

@@ -42,6 +42,10 @@ TRAIN_DEFAULTS: dict = {
     "optim_conf": {"lr": 1.0e-3, "betas": [0.9, 0.98], "eps": 1.0e-9, "weight_decay": 1.0e-3},
     "scheduler": "warmup_cosine",    # noam | warmup_cosine | warmup_linear | constant
     "scheduler_conf": {"warmup_steps": 1000, "total_steps": 0, "min_lr_ratio": 0.01},  # total 0: from epochs
+    # consistency loss weight factor: 0 before start_step, then a linear ramp to 1 over ramp_steps
+    # (a model that has not learned to read speech yet is pulled to a collapsed, constant
+    # representation by the consistency loss alone; the HAT losses go first)
+    "cons_warmup": {"start_step": 0, "ramp_steps": 0},
     "grad_clip": 5.0,                # max gradient norm; 0 disables
     "accum_grad": 1,
     "amp": "auto",                   # auto (bf16 on GPU, none on CPU) | none | bf16 | fp16

@@ -36,6 +36,14 @@ class LRSchedule:
         return self.min_ratio + (1 - self.min_ratio) * shape
 
 
+def delayed_ramp(step: int, start_step: int, ramp_steps: int) -> float:
+    """0 for the first ``start_step`` optimizer steps, then a linear rise to 1 over
+    ``ramp_steps`` steps (1 at once when ramp_steps is 0); ``step`` = steps already taken."""
+    if step < start_step:
+        return 0.0
+    return min(1.0, (step - start_step + 1) / ramp_steps) if ramp_steps > 0 else 1.0
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, name: str, conf: dict, total_steps: int):
     sched = LRSchedule(name, int(conf["warmup_steps"]), int(conf["total_steps"]) or total_steps,
                        float(conf["min_lr_ratio"]))

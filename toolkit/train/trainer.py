@@ -22,7 +22,7 @@ from toolkit.train import checkpoint as ckpt
 from toolkit.train.amp import amp_context, amp_dtype
 from toolkit.train.distributed import DistInfo, all_reduce_sum, barrier, gather_objects
 from toolkit.train.loader import BatchFetcher, make_loader
-from toolkit.train.schedule import build_scheduler
+from toolkit.train.schedule import build_scheduler, delayed_ramp
 from toolkit.train.validate import validate
 from toolkit.utils.config import ConfigError
 from toolkit.utils.fileio import atomic_write
@@ -236,6 +236,9 @@ class Trainer:
             p.position += 1
             micro += 1
             last = micro == accum or p.position == n_batches
+            if hasattr(self.model, "set_consistency_scale"):
+                w = conf["cons_warmup"]
+                self.model.set_consistency_scale(delayed_ramp(p.step, w["start_step"], w["ramp_steps"]))
             out = self.forward_backward(batch, 1.0 / accum, sync=last)
             finite &= math.isfinite(out["loss"])
             meter.add(meta["kind"], out)
