@@ -63,3 +63,21 @@ def test_atomic_write_gives_umask_mode_not_0600(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
+
+
+def test_setup_cpu_sets_threads_and_flushes_denormals():
+    import torch
+    from toolkit.utils.cpu import setup_cpu
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    before = torch.get_num_threads()
+    try:
+        assert (torch.tensor([1e-30]) * torch.tensor([1e-10])).item() > 0  # a denormal result
+        setup_cpu(1)
+        assert torch.get_num_threads() == 1
+        assert (torch.tensor([1e-30]) * torch.tensor([1e-10])).item() == 0.0  # flushed to zero
+        with pytest.raises(ValueError, match="threads"):
+            setup_cpu(-1)
+    finally:
+        torch.set_num_threads(before)
+        torch.set_flush_denormal(False)

@@ -12,6 +12,7 @@ stage=1               # first stage to run (0: local/prepare_corpus.sh, where a 
 stop_stage=7          # last stage to run
 nj=2                  # parallel jobs for feature dumping and decoding
 ngpu=0                # GPUs for training: 0 = CPU, N > 1 launches torchrun with N processes
+train_threads=$(nproc)  # CPU training (ngpu 0): intra-op threads of the training process
 train_set=train       # data/<train_set>: paired training data
 valid_set=dev         # validation set used during training
 test_sets="dev test"  # sets to decode and score
@@ -118,6 +119,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     $cuda_cmd --gpu $ngpu $expdir/log/train.log \
       torchrun --standalone --nproc_per_node $ngpu -m toolkit.bin.train $args --ngpu $ngpu --resume $train_args
   else
+    if [ "$ngpu" -eq 0 ]; then args="$args --num-threads $train_threads"; fi
     python -m toolkit.bin.train $args --ngpu $ngpu --resume $train_args
   fi
   python -m toolkit.bin.average_checkpoints --exp $expdir --num $num_avg --out $expdir/model_avg.pt

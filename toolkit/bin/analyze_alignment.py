@@ -25,6 +25,7 @@ from toolkit.analysis.consistency import ConsistencyTable, layer_distances, writ
 from toolkit.data.collate import pad_feats, pad_int
 from toolkit.data.kaldi_map import read_kaldi_map
 from toolkit.text.seqstore import SeqStore
+from toolkit.utils.cpu import setup_cpu
 from toolkit.utils.fileio import InputError
 
 log = logging.getLogger("analyze_alignment")
@@ -90,7 +91,7 @@ def _collate(items):
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    torch.set_num_threads(args.num_threads)
+    setup_cpu(args.num_threads)
     from toolkit.decode.runner import load_experiment
     try:
         exp = load_experiment(args.exp, args.model, device=args.device)

@@ -28,6 +28,7 @@ from toolkit.train.config import RESOURCE_CONF, check_and_fill, fill_model_defau
 from toolkit.train.distributed import DistInfo
 from toolkit.train.synthetic import random_sequences
 from toolkit.utils.config import load_yaml
+from toolkit.utils.cpu import setup_cpu
 
 
 class _Batches:
@@ -97,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup_cpu(args.threads or 0)  # as training does
     device = torch.device("cuda" if args.ngpu > 0 else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: --ngpu 1 but no CUDA device", file=sys.stderr)

@@ -32,6 +32,7 @@ import torch
 from toolkit.data.kaldi_map import c_sort_key
 from toolkit.decode import runner
 from toolkit.features.dump import job_slice
+from toolkit.utils.cpu import setup_cpu
 from toolkit.utils.fileio import InputError, atomic_write
 
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"decoding needs {', '.join(missing)}")
         if args.mode == "full" and args.feats is None:
             raise SystemExit("--mode full needs --feats dump/<set>/feats.scp")
-    torch.set_num_threads(args.num_threads)
+    setup_cpu(args.num_threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.merge:
         meta = read_info(args)

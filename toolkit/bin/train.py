@@ -59,6 +59,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--ngpu", type=int, default=0,
                    help="0: CPU; N >= 1: GPUs (one per process: start N processes with torchrun)")
+    p.add_argument("--num-threads", type=int, default=0,
+                   help="intra-op CPU threads of this process (0: torch's default, i.e. OMP_NUM_THREADS)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. optim_conf.lr=1.0e-3 (repeatable)")
     return p
@@ -86,6 +88,11 @@ def main(argv: list[str] | None = None, build_model=None) -> int:
         print(f"error: --ngpu {args.ngpu} in a single process; launch with "
               f"torchrun --nproc_per_node {args.ngpu} -m toolkit.bin.train ...", file=sys.stderr)
         return 2
+    if args.num_threads < 0:
+        print(f"error: --num-threads must be >= 0, got {args.num_threads}", file=sys.stderr)
+        return 2
+    from toolkit.utils.cpu import setup_cpu
+    setup_cpu(args.num_threads)
     from toolkit.train.distributed import cleanup, init_distributed
     from toolkit.train.launch import run_training
     info = init_distributed(args.ngpu)
