@@ -255,8 +255,10 @@ def test_numba_kernel_threads_follow_torch_and_problem_size(monkeypatch):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("numba has one thread here")
     used = []
-    real_set = numba.set_num_threads
-    monkeypatch.setattr(numba, "set_num_threads", lambda k: (used.append(k), real_set(k)))
+    for name in ("_batch_parallel", "_batch_serial"):
+        kernel = getattr(best_alignment_numba, name)
+        monkeypatch.setattr(best_alignment_numba, name,
+                            lambda *a, k=kernel, n=name: (used.append((n, numba.get_num_threads())), k(*a))[1])
     big, n, m = _random_problem(0, P=16, N=400, M=330)  # 2.1M cells: two threads' worth
     n[:], m[:] = 400, 330
     small = _random_problem(1)
@@ -270,7 +272,9 @@ def test_numba_kernel_threads_follow_torch_and_problem_size(monkeypatch):
         one = best_path(big, n, m, backend="numba")
     finally:
         torch.set_num_threads(threads)
-    assert used[0::2] == [min(2, before), 1, 1] and numba.get_num_threads() == before
+    # one thread: the serial build, no parallel region (whose idle OpenMP pool would spin)
+    assert [u[0] for u in used] == ["_batch_parallel", "_batch_serial", "_batch_serial"]
+    assert used[0][1] == min(2, before) and numba.get_num_threads() == before
     assert all(torch.equal(x, y) for x, y in zip(one, two))
 
 

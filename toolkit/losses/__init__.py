@@ -6,3 +6,14 @@ best_alignment_cuda       GPU kernel (numba.cuda, one block per layer x example)
 best_alignment_reference  PyTorch frame loop: the reference and benchmark baseline
 transducer                HAT transducer loss
 """
+import os
+
+import numba
+
+# numba's default "omp" threading layer loads libgomp.so.1, which resolves to the copy torch
+# already loaded: the two then share one OpenMP runtime, and numba's thread pool made torch's
+# one-thread training run a team of two whose idle thread spins (two such processes on two
+# cores fell to 0.1 steps/s). The workqueue layer keeps numba's threads to itself; they sleep
+# when idle. NUMBA_THREADING_LAYER in the environment still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"

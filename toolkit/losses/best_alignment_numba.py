@@ -144,7 +144,6 @@ def _dtw_one(c, n, m, frames, tokens):
     return prev[m - 1], k
 
 
-@njit(parallel=True, cache=True)
 def _batch(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp):
     for p in prange(cost.shape[0]):
         n, m = n_lens[p], m_lens[p]
@@ -158,6 +157,11 @@ def _batch(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp):
             dp[p], lengths[p] = _dtw_one(cost[p], n, m, frames[p], tokens[p])
 
 
+# A one-thread call runs the serial build: entering a parallel region at all wakes numba's
+# OpenMP pool, whose idle threads spin beside torch's own (a second OpenMP runtime); with
+# two training processes on two cores that spinning cut training from 1.5 to 0.1 steps/s.
+_batch_parallel = njit(parallel=True, cache=True)(_batch)
+_batch_serial = njit(cache=True)(_batch)
 MIN_CELLS_PER_THREAD = 1 << 20
 KINDS = {"frames_to_tokens": 0, "tokens_to_frames": 1, "dtw": 2}
 
@@ -176,10 +180,13 @@ def best_path_numba(cost: torch.Tensor, n_lens: torch.Tensor, m_lens: torch.Tens
     before = numba.get_num_threads()
     # small problems stay on one thread: waking a pool costs more than it saves on a busy machine
     wanted = min(before, torch.get_num_threads(), max(1, int(nl @ ml) // MIN_CELLS_PER_THREAD))
-    numba.set_num_threads(max(1, wanted))
-    try:
-        _batch(c, nl, ml, KINDS[pattern], frames, tokens, lengths, dp)
-    finally:
-        numba.set_num_threads(before)
+    if wanted <= 1:
+        _batch_serial(c, nl, ml, KINDS[pattern], frames, tokens, lengths, dp)
+    else:
+        numba.set_num_threads(wanted)
+        try:
+            _batch_parallel(c, nl, ml, KINDS[pattern], frames, tokens, lengths, dp)
+        finally:
+            numba.set_num_threads(before)
     return (torch.from_numpy(frames), torch.from_numpy(tokens),
             torch.from_numpy(lengths), torch.from_numpy(dp))
