@@ -157,6 +157,19 @@ def test_auxiliary_ctc_is_added_to_the_paired_loss_and_trains_the_shared_encoder
     assert "ctc" not in m(make_batch("text"))  # text batches have no speech to align
     with pytest.raises(ConfigError, match="ctc_weight"):
         build_model(small_config(ctc_weight=-1.0))
+    with pytest.raises(ConfigError, match="ctc_target"):
+        build_model(small_config(ctc_weight=0.3, ctc_target="letters"))
+
+
+def test_phoneme_ctc_reads_the_audio_encoder_and_not_the_shared_encoder():
+    torch.manual_seed(0)
+    m = build_model(small_config(ctc_weight=0.5, ctc_target="phones")).train()
+    assert m.ctc_head.out_features == 15  # num_phones: blank is phone id 0 (<pad>)
+    out = m(make_batch("paired"))
+    assert torch.isfinite(out["ctc"]) and out["ctc"] > 0
+    out["ctc"].backward()
+    assert sum(float(p.grad.abs().sum()) for p in m.audio_encoder.parameters() if p.grad is not None) > 0
+    assert all(p.grad is None for p in m.shared_encoder.parameters())
 
 
 def test_consistency_handles_more_phonemes_than_frames(model):

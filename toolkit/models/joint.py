@@ -11,7 +11,9 @@ Loss choices (documented contract):
   and the *unmasked* text path of the same utterance (as in the paper: masking is a text
   augmentation for the text-only HAT loss; consistency compares clean text).
 - text batch:    ``loss = text_weight * (hat_text_stream + hat_text_full)``.
-``ctc`` (only when ``ctc_weight`` > 0) is an auxiliary CTC loss on the shared encoder output.
+``ctc`` (only when ``ctc_weight`` > 0) is an auxiliary CTC loss on speech: over wordpieces on
+the shared encoder output (``ctc_target: tokens``) or over phonemes on the audio encoder output
+(``ctc_target: phones``).
 HAT terms are per-utterance negative log-likelihoods averaged over the batch. The
 consistency loss compares per-frame layer-normalised representations (cons_feature_norm)
 so it cannot be minimised by shrinking both paths' scale.
@@ -65,7 +67,8 @@ class JointSpeechTextModel(nn.Module):
                  joiner: str = "hat", joiner_conf: dict | None = None,
                  share_decoder: bool = False, text_weight: float = 1.0, cons_weight: float = 0.05,
                  cons_layers: str | list = "all", cons_normalize: str = "frames",
-                 cons_feature_norm: bool = True, ctc_weight: float = 0.0, max_lattice_elems: int = 2 ** 25):
+                 cons_feature_norm: bool = True, ctc_weight: float = 0.0, ctc_target: str = "tokens",
+                 max_lattice_elems: int = 2 ** 25):
         super().__init__()
         chunking = {"chunk_size": chunk_size, "left_chunks": left_chunks}
         self.audio_encoder = build_component("audio_encoder", audio_encoder, audio_encoder_conf, **chunking)
@@ -93,13 +96,21 @@ class JointSpeechTextModel(nn.Module):
         else:
             self.full_decoder = make_decoder(self.cascaded_encoder.output_dim)
 
-        # auxiliary CTC on the shared encoder output of speech (as ESPnet's and icefall's
-        # transducer recipes offer): it finds the audio-label alignment early, which a
-        # transducer trained from scratch on little data is slow to do
+        # auxiliary CTC on speech (as ESPnet's and icefall's transducer recipes offer), either
+        # over wordpieces on the shared encoder output, or over the paired phoneme sequence on
+        # the audio encoder output: the same units the text encoder reads, and learned from
+        # little audio far sooner than spelling (a character CTC sat at its initial loss for
+        # 400 steps where a phoneme CTC reached 21% phone errors in 300), so the shared
+        # encoder soon sees phone-like input from both sides
         if ctc_weight < 0:
             raise ConfigError(f"ctc_weight must be >= 0, got {ctc_weight}")
-        self.ctc_weight = ctc_weight
-        self.ctc_head = nn.Linear(self.shared_encoder.output_dim, vocab_size) if ctc_weight > 0 else None
+        if ctc_target not in ("tokens", "phones"):
+            raise ConfigError(f"ctc_target must be 'tokens' or 'phones', got {ctc_target!r}")
+        self.ctc_weight, self.ctc_target = ctc_weight, ctc_target
+        self.ctc_head = None
+        if ctc_weight > 0:
+            self.ctc_head = (nn.Linear(self.audio_encoder.output_dim, num_phones) if ctc_target == "phones"
+                             else nn.Linear(self.shared_encoder.output_dim, vocab_size))
 
         self.layer_names = (["encoder"] + [f"shared.{i + 1}" for i in range(len(self.shared_encoder.layers))]
                             + [f"cascaded.{i + 1}" for i in range(len(self.cascaded_encoder.layers))])
@@ -145,8 +156,11 @@ class JointSpeechTextModel(nn.Module):
                "hat_full": self.full_decoder.loss(speech["cascaded"], speech["lens"], b["tokens"],
                                                   b["token_lens"]).mean()}
         out["loss"] = out["hat_stream"] + out["hat_full"]
-        if self.ctc_head is not None:
+        if self.ctc_head is not None and self.ctc_target == "phones":  # blank: phone id 0 (<pad>)
+            out["ctc"] = self._ctc(speech["layers"]["encoder"], speech["lens"], b["phones"], b["phone_lens"])
+        elif self.ctc_head is not None:  # blank: token id 0 (<blank>)
             out["ctc"] = self._ctc(speech["shared"], speech["lens"], b["tokens"], b["token_lens"])
+        if "ctc" in out:
             out["loss"] = out["loss"] + self.ctc_weight * out["ctc"]
         if self._cons_on():
             text_enc = self.text_encoder(b["phones"], b["phone_lens"], mask=False)
@@ -170,7 +184,7 @@ class JointSpeechTextModel(nn.Module):
         return out
 
     def _ctc(self, enc, enc_lens, tokens, token_lens):
-        """Batch mean of the per-utterance CTC NLL (blank = 0) of enc (B, T, D)."""
+        """Batch mean of the per-utterance CTC NLL (blank = 0) of enc (B, T, D) for labels (B, U)."""
         log_probs = self.ctc_head(enc).float().log_softmax(-1).transpose(0, 1)  # (T, B, V)
         nll = F.ctc_loss(log_probs, tokens, enc_lens, token_lens, blank=0, reduction="none", zero_infinity=True)
         return nll.mean()
