@@ -15,5 +15,5 @@ exec ../TEMPLATE/asr.sh \
   --stage 0 --lang en-us --bpe-size 256 --nj 2 --ngpu 0 \
   --train-set train --valid-set dev_clean --test-sets "dev_clean test_clean" \
   --local-data-opts "--train-subsets train-clean-100 --dev-subsets dev-clean --test-subsets test-clean" \
-  --train-config conf/train.yaml --decode-method greedy --num-avg 3 \
+  --train-config conf/train.yaml --decode-method beam --beam 4 --num-avg 3 \
   "$@"

@@ -6,10 +6,11 @@
                                                       └> cascaded encoder (full) -> full HAT
 
 Loss choices (documented contract):
-- paired batch:  ``loss = hat_stream + hat_full [+ ctc_weight * ctc] + cons_weight * cons``, where ``cons`` is the
-  mean over ``cons_layers`` of the batch-mean best-alignment loss between the speech path
-  and the *unmasked* text path of the same utterance (as in the paper: masking is a text
-  augmentation for the text-only HAT loss; consistency compares clean text).
+- paired batch:  ``loss = hat_stream + hat_full [+ ctc_weight * ctc] + cons_weight * cons``,
+  where ``cons`` is the mean over ``cons_layers`` of the batch-mean best-alignment loss
+  between the speech path and the *unmasked* text path of the same utterance (as in the
+  paper: masking is a text augmentation for the text-only HAT loss; consistency compares
+  clean text), times the trainer's warm-up factor (``set_consistency_scale``).
 - text batch:    ``loss = text_weight * (hat_text_stream + hat_text_full)``.
 ``ctc`` (only when ``ctc_weight`` > 0) is an auxiliary CTC loss on speech: over wordpieces on
 the shared encoder output (``ctc_target: tokens``) or over phonemes on the audio encoder output
@@ -156,11 +157,11 @@ class JointSpeechTextModel(nn.Module):
                "hat_full": self.full_decoder.loss(speech["cascaded"], speech["lens"], b["tokens"],
                                                   b["token_lens"]).mean()}
         out["loss"] = out["hat_stream"] + out["hat_full"]
-        if self.ctc_head is not None and self.ctc_target == "phones":  # blank: phone id 0 (<pad>)
-            out["ctc"] = self._ctc(speech["layers"]["encoder"], speech["lens"], b["phones"], b["phone_lens"])
-        elif self.ctc_head is not None:  # blank: token id 0 (<blank>)
-            out["ctc"] = self._ctc(speech["shared"], speech["lens"], b["tokens"], b["token_lens"])
-        if "ctc" in out:
+        if self.ctc_head is not None:  # blank: phone id 0 (<pad>) or token id 0 (<blank>)
+            if self.ctc_target == "phones":
+                out["ctc"] = self._ctc(speech["layers"]["encoder"], speech["lens"], b["phones"], b["phone_lens"])
+            else:
+                out["ctc"] = self._ctc(speech["shared"], speech["lens"], b["tokens"], b["token_lens"])
             out["loss"] = out["loss"] + self.ctc_weight * out["ctc"]
         if self._cons_on():
             text_enc = self.text_encoder(b["phones"], b["phone_lens"], mask=False)
