@@ -278,6 +278,34 @@ def test_numba_kernel_threads_follow_torch_and_problem_size(monkeypatch):
     assert all(torch.equal(x, y) for x, y in zip(one, two))
 
 
+_CACHED_KERNEL_CALL = {
+    "best_alignment": ("toolkit.losses.best_alignment_numba", "_batch_{}",
+                       "P, n, m = 4, 30, 10\n"
+                       "args = (np.random.rand(P, n, m).astype(np.float32), np.full(P, n), np.full(P, m), 0,\n"
+                       "        np.zeros((P, n), np.int64), np.zeros((P, n), np.int64), np.zeros(P, np.int64),\n"
+                       "        np.zeros(P, np.float32))\n"),
+    "transducer": ("toolkit.losses.transducer", "_forward_backward_{}",
+                   "B, T, U = 4, 6, 3\n"
+                   "bl, ll = -np.random.rand(B, T, U + 1), -np.random.rand(B, T, U)\n"
+                   "args = (bl, ll, np.full(B, T), np.full(B, U), np.zeros(B), np.zeros_like(bl), np.zeros_like(ll))\n"),
+}
+
+
+@pytest.mark.parametrize("which", sorted(_CACHED_KERNEL_CALL))
+def test_parallel_kernel_loaded_from_numba_cache_is_parallel(which, tmp_path):
+    """The serial and parallel builds must not share numba's on-disk cache entry (keyed by
+    function name and line, not flags): after the serial build has filled the cache, a
+    fresh process calling the parallel one must enter a parallel region."""
+    module, name, setup = _CACHED_KERNEL_CALL[which]
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_NUM_THREADS": "2"}
+    head = f"import numpy as np, numba\nimport {module} as K\n{setup}"
+    for kind, check in (("serial", ""), ("parallel", "print(numba.threading_layer())\n")):
+        code = head + f"K.{name.format(kind)}(*args)\n" + check
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() in ("workqueue", "omp", "tbb")
+
+
 def test_cuda_kernels_agree_with_numba_in_the_cuda_simulator():
     code = (
         "import numpy as np, torch\n"

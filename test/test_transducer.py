@@ -101,12 +101,17 @@ def test_agrees_with_warprnnt_numba_through_a_hat_head():
     """warprnnt applies log_softmax itself: on normalised HAT log-probs the loss is the same,
     and its extra softmax gradient term vanishes once chained through the HAT head."""
     warprnnt = pytest.importorskip("warprnnt_numba")
+    import numba
     crit = warprnnt.RNNTLossNumba(blank=0, reduction="none")
     g = torch.Generator().manual_seed(0)
     logits = (torch.randn(3, 6, 4, 7, generator=g) * 2).requires_grad_(True)
     targets = torch.randint(1, 7, (3, 3), generator=g)
     tl, ul = torch.tensor([6, 4, 2]), torch.tensor([3, 2, 0])
-    ref = crit(hat_log_probs(logits), targets.int(), tl.int(), ul.int())
+    threads = numba.get_num_threads()
+    try:
+        ref = crit(hat_log_probs(logits), targets.int(), tl.int(), ul.int())
+    finally:  # warprnnt sets numba's thread count for the whole process and leaves it
+        numba.set_num_threads(threads)
     mine = transducer_loss(hat_log_probs(logits), targets, tl, ul)
     assert torch.allclose(ref, mine, atol=1e-4)
     g_ref = torch.autograd.grad(ref.sum(), logits)[0]

@@ -144,24 +144,37 @@ def _dtw_one(c, n, m, frames, tokens):
     return prev[m - 1], k
 
 
-def _batch(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp):
+@njit(cache=True, nogil=True)
+def _solve(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, p):
+    n, m = n_lens[p], m_lens[p]
+    if kind == 0:
+        dp[p] = _frames_to_tokens_one(cost[p], n, m, frames[p], tokens[p])
+        lengths[p] = n
+    elif kind == 1:
+        dp[p] = _tokens_to_frames_one(cost[p], n, m, frames[p], tokens[p])
+        lengths[p] = m
+    else:
+        dp[p], lengths[p] = _dtw_one(cost[p], n, m, frames[p], tokens[p])
+
+
+# Two functions, not one compiled twice: numba's on-disk cache is keyed by the function's
+# name and source line, not by its flags, so njit(parallel=True) and njit() of the same
+# function shared one cache entry and the "parallel" build could be the serial one.
+@njit(parallel=True, cache=True)
+def _batch_parallel(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp):
     for p in prange(cost.shape[0]):
-        n, m = n_lens[p], m_lens[p]
-        if kind == 0:
-            dp[p] = _frames_to_tokens_one(cost[p], n, m, frames[p], tokens[p])
-            lengths[p] = n
-        elif kind == 1:
-            dp[p] = _tokens_to_frames_one(cost[p], n, m, frames[p], tokens[p])
-            lengths[p] = m
-        else:
-            dp[p], lengths[p] = _dtw_one(cost[p], n, m, frames[p], tokens[p])
+        _solve(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, p)
 
 
 # A one-thread call runs the serial build: entering a parallel region at all wakes numba's
 # OpenMP pool, whose idle threads spin beside torch's own (a second OpenMP runtime); with
 # two training processes on two cores that spinning cut training from 1.5 to 0.1 steps/s.
-_batch_parallel = njit(parallel=True, cache=True)(_batch)
-_batch_serial = njit(cache=True)(_batch)
+@njit(cache=True)
+def _batch_serial(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp):
+    for p in range(cost.shape[0]):
+        _solve(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, p)
+
+
 MIN_CELLS_PER_THREAD = 1 << 20
 KINDS = {"frames_to_tokens": 0, "tokens_to_frames": 1, "dtw": 2}
 

@@ -36,46 +36,57 @@ def _logaddexp(a, b):
     return m + np.log1p(np.exp(-abs(a - b)))
 
 
-def _forward_backward(blank_lp, label_lp, t_lens, u_lens, costs, grad_blank, grad_label):
-    """blank_lp (B, T, U+1), label_lp (B, T, U) -> costs (B,), grads of the NLL (same shapes)."""
-    for b in prange(blank_lp.shape[0]):
-        T, U = t_lens[b], u_lens[b]
-        alpha = np.full((T, U + 1), -np.inf)
-        beta = np.full((T, U + 1), -np.inf)
-        alpha[0, 0] = 0.0
-        for t in range(T):
-            for u in range(U + 1):
-                if t == 0 and u == 0:
-                    continue
-                a = -np.inf
-                if t > 0:
-                    a = alpha[t - 1, u] + blank_lp[b, t - 1, u]
-                if u > 0:
-                    a = _logaddexp(a, alpha[t, u - 1] + label_lp[b, t, u - 1])
-                alpha[t, u] = a
-        for t in range(T - 1, -1, -1):
-            for u in range(U, -1, -1):
-                if t == T - 1:
-                    bb = blank_lp[b, t, u] if u == U else -np.inf  # the final blank ends the path
-                else:
-                    bb = beta[t + 1, u] + blank_lp[b, t, u]
-                if u < U:
-                    bb = _logaddexp(bb, beta[t, u + 1] + label_lp[b, t, u])
-                beta[t, u] = bb
-        loglik = beta[0, 0]
-        costs[b] = -loglik
-        for t in range(T):
-            for u in range(U + 1):
-                nxt = 0.0 if (t == T - 1 and u == U) else (beta[t + 1, u] if t < T - 1 else -np.inf)
-                grad_blank[b, t, u] = -np.exp(alpha[t, u] + blank_lp[b, t, u] + nxt - loglik)
-                if u < U:
-                    grad_label[b, t, u] = -np.exp(alpha[t, u] + label_lp[b, t, u] + beta[t, u + 1] - loglik)
+@njit(cache=True, nogil=True)
+def _forward_backward_one(blank_lp, label_lp, t_lens, u_lens, costs, grad_blank, grad_label, b):
+    """Example b: blank_lp (B, T, U+1), label_lp (B, T, U) -> costs[b], grads of its NLL."""
+    T, U = t_lens[b], u_lens[b]
+    alpha = np.full((T, U + 1), -np.inf)
+    beta = np.full((T, U + 1), -np.inf)
+    alpha[0, 0] = 0.0
+    for t in range(T):
+        for u in range(U + 1):
+            if t == 0 and u == 0:
+                continue
+            a = -np.inf
+            if t > 0:
+                a = alpha[t - 1, u] + blank_lp[b, t - 1, u]
+            if u > 0:
+                a = _logaddexp(a, alpha[t, u - 1] + label_lp[b, t, u - 1])
+            alpha[t, u] = a
+    for t in range(T - 1, -1, -1):
+        for u in range(U, -1, -1):
+            if t == T - 1:
+                bb = blank_lp[b, t, u] if u == U else -np.inf  # the final blank ends the path
+            else:
+                bb = beta[t + 1, u] + blank_lp[b, t, u]
+            if u < U:
+                bb = _logaddexp(bb, beta[t, u + 1] + label_lp[b, t, u])
+            beta[t, u] = bb
+    loglik = beta[0, 0]
+    costs[b] = -loglik
+    for t in range(T):
+        for u in range(U + 1):
+            nxt = 0.0 if (t == T - 1 and u == U) else (beta[t + 1, u] if t < T - 1 else -np.inf)
+            grad_blank[b, t, u] = -np.exp(alpha[t, u] + blank_lp[b, t, u] + nxt - loglik)
+            if u < U:
+                grad_label[b, t, u] = -np.exp(alpha[t, u] + label_lp[b, t, u] + beta[t, u + 1] - loglik)
 
 
 # Threads only pay off on big lattices; on small ones the parallel version's thread start-up
 # and spinning cost more than the DP itself (and steal cores on a shared machine).
-_forward_backward_parallel = njit(parallel=True, cache=True)(_forward_backward)
-_forward_backward_serial = njit(cache=True)(_forward_backward)
+# Two functions, not one function jitted twice: numba's disk cache is keyed by name and
+# source line, not by flags, so the two builds would share (and swap) one cache entry.
+@njit(parallel=True, cache=True)
+def _forward_backward_parallel(blank_lp, label_lp, t_lens, u_lens, costs, grad_blank, grad_label):
+    """blank_lp (B, T, U+1), label_lp (B, T, U) -> costs (B,), grads of the NLL (same shapes)."""
+    for b in prange(blank_lp.shape[0]):
+        _forward_backward_one(blank_lp, label_lp, t_lens, u_lens, costs, grad_blank, grad_label, b)
+
+
+@njit(cache=True)
+def _forward_backward_serial(blank_lp, label_lp, t_lens, u_lens, costs, grad_blank, grad_label):
+    for b in range(blank_lp.shape[0]):
+        _forward_backward_one(blank_lp, label_lp, t_lens, u_lens, costs, grad_blank, grad_label, b)
 PARALLEL_MIN_CELLS = 200_000
 
 
