@@ -165,7 +165,7 @@ class JointSpeechTextModel(nn.Module):
             out["loss"] = out["loss"] + self.ctc_weight * out["ctc"]
         if self._cons_on():
             text_enc = self.text_encoder(b["phones"], b["phone_lens"], mask=False)
-            text = self._path(text_enc, b["phone_lens"], need_layers=True)
+            text = self._path(text_enc, b["phone_lens"], need_layers=True, need_cascaded=False)
             per_layer = []
             for name in self.cons_layers:
                 c = self._consistency(speech["layers"][name], speech["lens"], text["layers"][name], text["lens"])
@@ -193,15 +193,19 @@ class JointSpeechTextModel(nn.Module):
     def _cons_on(self):
         return self.consistency_enabled and self.cons_scale > 0 and bool(self.cons_layers)
 
-    def _path(self, enc, lens, need_layers=False):
-        """Encoder output (B, n, D) -> shared (+ per-layer) -> cascaded."""
+    def _path(self, enc, lens, need_layers=False, need_cascaded=True):
+        """Encoder output (B, n, D) -> shared (+ per-layer) -> cascaded. With need_cascaded
+        False (the paired text in the consistency branch, which feeds no decoder) the
+        cascaded encoder runs only if a consistency layer lies in it."""
         shared, shared_layers = self.shared_encoder(enc, lens, return_layers=True)
         need_cascaded_layers = need_layers and any(n.startswith("cascaded.") for n in self.cons_layers)
-        cascaded, casc_layers = self.cascaded_encoder(shared, lens, return_layers=True)
         layers = {"encoder": enc}
         layers.update({f"shared.{i + 1}": x for i, x in enumerate(shared_layers)})
-        if need_cascaded_layers or not self.training:
-            layers.update({f"cascaded.{i + 1}": x for i, x in enumerate(casc_layers)})
+        cascaded = None
+        if need_cascaded or need_cascaded_layers or not self.training:
+            cascaded, casc_layers = self.cascaded_encoder(shared, lens, return_layers=True)
+            if need_cascaded_layers or not self.training:
+                layers.update({f"cascaded.{i + 1}": x for i, x in enumerate(casc_layers)})
         return {"shared": shared, "cascaded": cascaded, "lens": lens, "layers": layers}
 
     def _consistency(self, speech, speech_lens, text, text_lens):

@@ -1,0 +1,45 @@
+"""The benchmark CLIs run on small settings and print every figure they promise.
+
+No timing is asserted here (speed targets are read off the full benchmark runs); what is
+checked is that each method ran, the alignment methods agree on the path cost, and the
+ratio columns are there and finite.
+"""
+import json
+import math
+import re
+
+import pytest
+
+
+def test_bench_alignment_quick_runs_every_method_and_they_agree(tmp_path, capsys):
+    pytest.importorskip("monotonic_align")
+    from toolkit.bin import bench_alignment
+    out_json = tmp_path / "bench.json"
+    assert bench_alignment.main(["--quick", "--repeat", "1", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    for row in ("cost matmul (floor)", "ours DP+backtrace", "pytorch frame loop", "monotonic_align (MAS)",
+                "consistency loss forward+backward"):
+        assert row in text
+    assert "same path cost: False" not in text and "same path cost: True" in text
+    results = json.loads(out_json.read_text())
+    rows = results if isinstance(results, list) else results["shapes"]
+    assert rows and all(r["paths_equal_cost"] and math.isfinite(r["mas_over_ours"]) for r in rows)
+
+
+def test_bench_train_prints_the_overhead_and_its_two_parts(capsys):
+    from toolkit.bin import bench_train
+    assert bench_train.main(["--steps", "1", "--configs", "tiny", "--batch", "2x120", "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    row = next(line for line in text.splitlines() if line.startswith("tiny"))
+    ratios = [float(x) for x in re.findall(r"(\d+\.\d+)x", row)]
+    assert len(ratios) == 3 and all(r > 0 for r in ratios)
+    overhead, text_pass, alignment = ratios
+    assert overhead == pytest.approx(text_pass * alignment, rel=2e-3)  # the split multiplies back
+
+
+def test_bench_frontend_compares_the_dump_with_bare_fbank(capsys):
+    from toolkit.bin import bench_frontend
+    assert bench_frontend.main(["--seconds", "6", "--file-seconds", "3", "--repeat", "1"]) == 0
+    text = capsys.readouterr().out
+    m = re.search(r"ratio dump / bare: ([0-9.]+)", text)
+    assert m and float(m.group(1)) > 0
