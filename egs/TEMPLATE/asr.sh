@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared stages 1-7 of every Concord recipe (ESPnet-style: one stage script, thin run.sh).
+# Shared stages 1-8 of every Concord recipe (ESPnet-style: one stage script, thin run.sh).
 # A recipe's run.sh sets its defaults and calls this with its own options; the recipe's
 # local/data.sh does corpus-specific data preparation (stage 1).
 #
@@ -9,7 +9,7 @@ set -euo pipefail
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
 
 stage=1               # first stage to run (0: local/prepare_corpus.sh, where a recipe has one)
-stop_stage=7          # last stage to run
+stop_stage=8          # last stage to run
 nj=2                  # parallel jobs for feature dumping and decoding
 ngpu=0                # GPUs for training: 0 = CPU, N > 1 launches torchrun with N processes
 train_threads=$(nproc)  # CPU training (ngpu 0): intra-op threads of the training process
@@ -33,11 +33,14 @@ num_avg=3             # checkpoints averaged into model_avg.pt
 cer=false             # also score characters (languages without spaces)
 local_data_opts=""    # passed to local/data.sh
 prepare_corpus_opts="" # passed to local/prepare_corpus.sh (stage 0)
+analysis_sets=""      # stage 8: sets for the per-layer consistency analysis (default: the first test set)
+analysis_max_utts=200 # stage 8: utterances analysed per set
 
-help_message=$(sed -n '/^stage=/,/^prepare_corpus_opts=/p' "${BASH_SOURCE[0]}" | sed 's/^\([a-z_]*\)=/  --\1 /; s/_/-/g')
+help_message=$(sed -n '/^stage=/,/^analysis_max_utts=/p' "${BASH_SOURCE[0]}" | sed -e 's/^\([a-z_]*\)=/  --\1 /' -e ':a' -e 's/^\(  --[a-z-]*\)_/\1-/' -e 'ta')
 help_message="Usage: $0 [options]
 Stages: 0 corpus preparation (recipes with local/prepare_corpus.sh), 1 data prep, 2 lexicon, 3 wordpieces + token dumps, 4 fbank features + CMVN,
-        5 training, 6 decoding (streaming / full), 7 scoring + RESULTS.md
+        5 training, 6 decoding (streaming / full), 7 scoring + RESULTS.md,
+        8 per-layer consistency analysis (best vs uniform, random, mismatched alignments; table + plot)
 Options (default in place):
 $help_message"
 
@@ -152,5 +155,16 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   done
   python -m toolkit.bin.make_results --exp $expdir
   cat $expdir/RESULTS.md
+fi
+
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  [ -n "$analysis_sets" ] || analysis_sets=$(echo $test_sets | awk '{print $1}')
+  for x in $analysis_sets; do
+    log "stage 8: consistency analysis of $expdir on $x -> $expdir/analysis_$x (log: $expdir/analysis_$x.log)"
+    python -m toolkit.bin.analyze_alignment --exp $expdir --data dump/$x --out $expdir/analysis_$x \
+      --max-utts $analysis_max_utts --num-threads $train_threads > $expdir/analysis_$x.log 2>&1 \
+      || { log "stage 8 failed: see $expdir/analysis_$x.log"; exit 1; }
+    cat $expdir/analysis_$x/consistency.md
+  done
 fi
 log "done: stages $stage..$stop_stage"

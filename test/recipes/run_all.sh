@@ -3,7 +3,8 @@
 #   egs/mini          the README's embedded recipe (MINI_SHORT=1: smaller corpus, one epoch)
 #   egs/librispeech   its own run.sh on a tiny tree synthesized in the LibriSpeech layout, tiny model
 #   egs/multilingual  its own run.sh on a synthesized 4-language corpus (MLS + Common Voice layouts)
-# Each must finish every stage and print a RESULTS table with a WER row per decode mode.
+# Each must finish every stage, print a RESULTS table with a WER row per decode mode and
+# write the consistency analysis (table + plot) of its first test set.
 #
 # Usage: test/recipes/run_all.sh [mini|librispeech|multilingual ...]
 set -euo pipefail
@@ -20,6 +21,10 @@ check_results() {  # $1 = experiment dir, $2 = test sets; every mode scored and 
       [ -s "$exp/decode_${mode}_$x/score_wer/result.txt" ] || { echo "FAIL: no $exp/decode_${mode}_$x/score_wer/result.txt"; return 1; }
       grep -q "^|$x|" "$exp/RESULTS.md" || { echo "FAIL: $exp/RESULTS.md has no row for $x"; return 1; }
     done
+  done
+  x=${sets%% *}  # stage 8 analyses the first test set
+  for f in consistency.md consistency.png; do
+    [ -s "$exp/analysis_$x/$f" ] || { echo "FAIL: no $exp/analysis_$x/$f"; return 1; }
   done
 }
 

@@ -1,0 +1,30 @@
+"""Every recipe's run.sh: --help lists the stages and options; a bad option is an error naming it."""
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ["mini", "librispeech", "multilingual"]
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_run_sh_help_lists_every_stage_and_option(recipe):
+    out = subprocess.run(["./run.sh", "--help"], cwd=ROOT / "egs" / recipe, capture_output=True, text=True,
+                         timeout=60)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    stages = text[text.index("Stages:"):text.index("Options")]
+    assert all(re.search(rf"\b{n} ", stages) for n in range(9)), stages
+    for opt in ("--stage", "--stop-stage 8", "--train-config", "--decode-modes", "--analysis-sets"):
+        assert opt in text
+    # option names are spelled with dashes, the comments beside them are left as written
+    assert "--prepare-corpus-opts" in text and "local/prepare_corpus.sh" in text
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_run_sh_rejects_an_unknown_option_by_name(recipe):
+    out = subprocess.run(["./run.sh", "--no-such-option", "1"], cwd=ROOT / "egs" / recipe, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode != 0 and "--no-such-option" in out.stderr
