@@ -1,4 +1,4 @@
-"""HAT search: beam=1 == greedy, streaming == whole-sequence search, batching, ILM."""
+"""HAT search: beam=1 == greedy, streaming == whole-sequence search, batching, ILM, blank penalty."""
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -52,14 +52,14 @@ def test_max_symbols_per_frame_bounds_the_output(max_sym):
 
 @settings(max_examples=8, deadline=None)
 @given(cuts=st.lists(st.integers(0, 20), max_size=4), method=st.sampled_from(["greedy", "beam"]),
-       kind=st.sampled_from(["lstm", "stateless"]))
-def test_streaming_search_over_pieces_equals_whole_search(cuts, method, kind):
+       kind=st.sampled_from(["lstm", "stateless"]), bp=st.sampled_from([0.0, 0.7]))
+def test_streaming_search_over_pieces_equals_whole_search(cuts, method, kind, bp):
     dec = chatty_decoder(kind)
     enc, lens = encoder_out(3)
     frames = enc[0]  # (20, D)
-    whole = (greedy_search(dec, enc[:1], lens[:1]) if method == "greedy"
-             else beam_search(dec, enc[:1], lens[:1], beam=3, ilm_weight=0.2))[0]
-    s = StreamingSearch(dec, method=method, beam=3, ilm_weight=0.2)
+    whole = (greedy_search(dec, enc[:1], lens[:1], blank_penalty=bp) if method == "greedy"
+             else beam_search(dec, enc[:1], lens[:1], beam=3, ilm_weight=0.2, blank_penalty=bp))[0]
+    s = StreamingSearch(dec, method=method, beam=3, ilm_weight=0.2, blank_penalty=bp)
     bounds = [0] + sorted(cuts) + [20]
     for a, b in zip(bounds, bounds[1:]):
         s.accept(frames[a:b])
@@ -117,6 +117,44 @@ def test_ilm_subtraction_changes_label_scores_only():
     plain = beam_search(dec, enc, lens, beam=3)
     assert plain == beam_search(dec, enc, lens, beam=3, ilm_weight=0.0)
     assert beam_search(dec, enc, lens, beam=3, ilm_weight=2.0) != plain
+
+
+class _LoweredBlank(torch.nn.Module):
+    """Reference: the same decoder with p subtracted from its blank log-prob column."""
+
+    def __init__(self, dec, p):
+        super().__init__()
+        self.dec, self.p = dec, p
+        self.blank_id, self.vocab_size = dec.blank_id, dec.vocab_size
+
+    def log_probs(self, enc, pred):
+        lp = self.dec.log_probs(enc, pred).clone()
+        lp[..., self.blank_id] -= self.p
+        return lp
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.dec, name)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "stateless"])
+def test_blank_penalty_searches_as_if_blank_were_less_likely(kind):
+    dec = chatty_decoder(kind, blank_bias=3.0)  # blank-happy: few labels without a penalty
+    enc, lens = encoder_out(6)
+    ref = _LoweredBlank(dec, 1.5)
+    for p_hyps, ref_hyps in (
+            (greedy_search(dec, enc, lens, blank_penalty=1.5), greedy_search(ref, enc, lens)),
+            (beam_search(dec, enc, lens, beam=3, blank_penalty=1.5), beam_search(ref, enc, lens, beam=3))):
+        assert p_hyps == ref_hyps
+    plain = greedy_search(dec, enc, lens)
+    penalised = greedy_search(dec, enc, lens, blank_penalty=1.5)
+    assert sum(map(len, penalised)) > sum(map(len, plain))  # fewer blanks, more labels
+    assert beam_search(dec, enc, lens, beam=1, blank_penalty=1.5) == penalised
+    # no blank can win against an enormous penalty: every frame emits max_sym labels
+    flood = beam_search(dec, enc, lens, beam=2, max_sym_per_frame=2, blank_penalty=1e4)
+    assert [len(h) for h in flood] == [2 * int(n) for n in lens]
 
 
 def test_bad_search_arguments_are_rejected():

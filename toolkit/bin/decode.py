@@ -46,6 +46,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("greedy", "beam"), default="greedy")
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--ilm-weight", type=float, default=0.0, help="HAT internal LM subtraction (beam)")
+    p.add_argument("--blank-penalty", type=float, default=0.0,
+                   help="subtracted from the blank log-prob (greedy and beam); > 0 means fewer deletions")
     p.add_argument("--chunk-ms", type=float, default=None,
                    help="streaming: audio fed per call (default: the model's chunk)")
     p.add_argument("--batch-size", type=int, default=16, help="full mode: utterances per batch")
@@ -62,16 +64,21 @@ def decode_job(args, exp: runner.Experiment, refs: dict, job: int) -> None:
     ids = job_slice(sorted(refs, key=c_sort_key), args.nj, job)
     if args.mode == "full":
         feats = runner.load_features(args.feats, ids)
-        results = runner.decode_full(exp, feats, args.method, args.beam, args.batch_size, args.ilm_weight)
+        results = runner.decode_full(exp, feats, args.method, args.beam, args.batch_size, args.ilm_weight,
+                                     args.blank_penalty)
     else:
         results = runner.decode_streaming(exp, runner.load_audio(args.data, ids), args.method, args.beam,
-                                          args.chunk_ms, args.ilm_weight)
+                                          args.chunk_ms, args.ilm_weight, args.blank_penalty)
     runner.write_job(args.out, job, results)
     logging.info("job %d/%d: decoded %d utterances", job, args.nj, len(results))
 
 
 def info_of(args, model) -> dict:
     info = {"method": args.method if args.method == "greedy" else f"beam{args.beam}"}
+    if args.ilm_weight:
+        info["method"] += f" ilm{args.ilm_weight:g}"
+    if args.blank_penalty:
+        info["method"] += f" bp{args.blank_penalty:g}"
     if args.mode == "streaming":
         chunk_ms = args.chunk_ms or 10.0 * model.chunk_size_frames
         info["algorithmic_latency_ms"] = f"{10.0 * (model.chunk_size_frames + model.lookahead_frames):.0f}"

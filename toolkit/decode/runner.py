@@ -78,12 +78,13 @@ def load_experiment(exp_dir: str | os.PathLike, model_path: str | os.PathLike | 
     return Experiment(model, cmvn, sp, config)
 
 
-def run_search(decoder, enc, enc_lens, method: str, beam: int, ilm_weight: float = 0.0) -> list[list[int]]:
+def run_search(decoder, enc, enc_lens, method: str, beam: int, ilm_weight: float = 0.0,
+               blank_penalty: float = 0.0) -> list[list[int]]:
     from toolkit.decode.search import beam_search, greedy_search
     if method == "greedy":
-        return greedy_search(decoder, enc, enc_lens)
+        return greedy_search(decoder, enc, enc_lens, blank_penalty=blank_penalty)
     if method == "beam":
-        return beam_search(decoder, enc, enc_lens, beam=beam, ilm_weight=ilm_weight)
+        return beam_search(decoder, enc, enc_lens, beam=beam, ilm_weight=ilm_weight, blank_penalty=blank_penalty)
     raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
 
 
@@ -93,7 +94,8 @@ def features_duration_s(num_frames: int) -> float:
 
 @torch.no_grad()
 def decode_full(exp: Experiment, feats: Sequence[tuple[str, np.ndarray]], method: str = "greedy",
-                beam: int = 4, batch_size: int = 16, ilm_weight: float = 0.0) -> list[UttDecode]:
+                beam: int = 4, batch_size: int = 16, ilm_weight: float = 0.0,
+                blank_penalty: float = 0.0) -> list[UttDecode]:
     """Full-context (second pass) decoding of ``(uttid, (T, F) raw fbank)`` in length-sorted batches."""
     model = exp.model
     device = next(model.parameters()).device
@@ -108,7 +110,7 @@ def decode_full(exp: Experiment, feats: Sequence[tuple[str, np.ndarray]], method
             x[k, :len(m)] = torch.from_numpy(np.asarray(m, dtype=np.float32))
         start = time.perf_counter()
         enc, enc_lens = model.encode(x.to(device), lens.to(device), mode="full")  # (B, T', D)
-        hyps = run_search(model.decoder("full"), enc, enc_lens, method, beam, ilm_weight)
+        hyps = run_search(model.decoder("full"), enc, enc_lens, method, beam, ilm_weight, blank_penalty)
         elapsed = time.perf_counter() - start
         for k, i in enumerate(idx):  # share the batch's time by length
             share = elapsed * float(lens[k]) / float(lens.sum())
@@ -117,9 +119,11 @@ def decode_full(exp: Experiment, feats: Sequence[tuple[str, np.ndarray]], method
 
 
 def decode_streaming(exp: Experiment, audio: Iterable[tuple[str, np.ndarray]], method: str = "greedy",
-                     beam: int = 4, chunk_ms: float | None = None, ilm_weight: float = 0.0) -> list[UttDecode]:
+                     beam: int = 4, chunk_ms: float | None = None, ilm_weight: float = 0.0,
+                     blank_penalty: float = 0.0) -> list[UttDecode]:
     """First-pass streaming decoding of ``(uttid, 16 kHz float32 samples)``, fed ``chunk_ms`` at a time."""
-    session = StreamingSession(exp.model, exp.cmvn, exp.sp, method=method, beam=beam, ilm_weight=ilm_weight)
+    session = StreamingSession(exp.model, exp.cmvn, exp.sp, method=method, beam=beam, ilm_weight=ilm_weight,
+                               blank_penalty=blank_penalty)
     chunk_ms = chunk_ms or 10.0 * exp.model.chunk_size_frames
     step = max(1, int(round(chunk_ms * 16)))  # samples per piece at 16 kHz
     results = []

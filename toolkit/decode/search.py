@@ -1,6 +1,10 @@
 """Time-synchronous search for HAT transducers: batched greedy, modified beam search
 (optionally subtracting the HAT internal LM), and a streaming session.
 
+``blank_penalty`` (all searches) is subtracted from the blank log-probability before the
+search compares it with the labels, as icefall's ``blank_penalty``: a positive value
+trades deletions for insertions in a model that emits blank too readily.
+
 All three advance one encoder frame at a time through the same frame functions, so a
 :class:`StreamingSearch` fed the frames in pieces returns exactly what the whole-sequence
 search returns. Within a frame at most ``max_sym_per_frame`` labels are emitted; after the
@@ -16,8 +20,8 @@ import torch
 class _Greedy:
     """Batched greedy state: one hypothesis per utterance."""
 
-    def __init__(self, decoder, batch: int, device, max_sym_per_frame: int):
-        self.decoder, self.max_sym = decoder, max_sym_per_frame
+    def __init__(self, decoder, batch: int, device, max_sym_per_frame: int, blank_penalty: float = 0.0):
+        self.decoder, self.max_sym, self.blank_penalty = decoder, max_sym_per_frame, blank_penalty
         self.hyps = [[] for _ in range(batch)]
         blank = torch.full((batch,), decoder.blank_id, dtype=torch.long, device=device)
         self.pred, self.state = decoder.step(blank, decoder.init_state(batch, device))  # (B, P)
@@ -28,7 +32,10 @@ class _Greedy:
         for _ in range(self.max_sym):
             if not emitting.any():
                 break
-            best = self.decoder.log_probs(frame, self.pred).argmax(-1)  # (B,)
+            lp = self.decoder.log_probs(frame, self.pred)  # (B, V)
+            if self.blank_penalty:
+                lp[:, self.decoder.blank_id] -= self.blank_penalty
+            best = lp.argmax(-1)  # (B,)
             emitting = emitting & (best != self.decoder.blank_id)
             if not emitting.any():
                 break
@@ -40,9 +47,10 @@ class _Greedy:
 
 
 @torch.no_grad()
-def greedy_search(decoder, enc, enc_lens, max_sym_per_frame: int = 3) -> list[list[int]]:
+def greedy_search(decoder, enc, enc_lens, max_sym_per_frame: int = 3,
+                  blank_penalty: float = 0.0) -> list[list[int]]:
     """enc (B, T, D), enc_lens (B,) -> best token ids per utterance (blank removed)."""
-    g = _Greedy(decoder, enc.shape[0], enc.device, max_sym_per_frame)
+    g = _Greedy(decoder, enc.shape[0], enc.device, max_sym_per_frame, blank_penalty)
     for t in range(enc.shape[1]):
         g.advance(enc[:, t], enc_lens > t)
     return g.hyps
@@ -64,8 +72,10 @@ class _Beam:
     (log-sum-exp) at the end of each frame.
     """
 
-    def __init__(self, decoder, beam: int, max_sym_per_frame: int, ilm_weight: float, device):
+    def __init__(self, decoder, beam: int, max_sym_per_frame: int, ilm_weight: float, device,
+                 blank_penalty: float = 0.0):
         self.decoder, self.beam, self.max_sym, self.ilm_weight = decoder, beam, max_sym_per_frame, ilm_weight
+        self.blank_penalty = blank_penalty
         blank = torch.full((1,), decoder.blank_id, dtype=torch.long, device=device)
         pred, state = decoder.step(blank, decoder.init_state(1, device))
         self.tokens = [()]
@@ -84,7 +94,7 @@ class _Beam:
             lp = dec.log_probs(frame.expand(K, -1), act_pred)  # (K, V)
             if self.ilm_weight:
                 lp = lp - self.ilm_weight * dec.ilm_log_probs(act_pred)  # blank column of ILM is 0
-            closed = act_score + lp[:, blank]  # (K,)
+            closed = act_score + lp[:, blank] - self.blank_penalty  # (K,)
             ext = act_score[:, None] + lp  # (K, V); blank column excluded below
             ext[:, blank] = float("-inf")
             pool = torch.cat([done_score, closed, ext.reshape(-1)])
@@ -143,13 +153,13 @@ class _Beam:
 
 @torch.no_grad()
 def beam_search(decoder, enc, enc_lens, beam: int = 4, max_sym_per_frame: int = 3,
-                ilm_weight: float = 0.0) -> list[list[int]]:
+                ilm_weight: float = 0.0, blank_penalty: float = 0.0) -> list[list[int]]:
     """Modified beam search per utterance of enc (B, T, D) -> best token ids each."""
     if beam < 1 or max_sym_per_frame < 1:
         raise ValueError(f"need beam >= 1 and max_sym_per_frame >= 1, got {beam}, {max_sym_per_frame}")
     hyps = []
     for b in range(enc.shape[0]):
-        s = _Beam(decoder, beam, max_sym_per_frame, ilm_weight, enc.device)
+        s = _Beam(decoder, beam, max_sym_per_frame, ilm_weight, enc.device, blank_penalty)
         for t in range(int(enc_lens[b])):
             s.advance(enc[b, t])
         hyps.append(s.best())
@@ -164,12 +174,12 @@ class StreamingSearch:
     """
 
     def __init__(self, decoder, method: str = "greedy", beam: int = 4, max_sym_per_frame: int = 3,
-                 ilm_weight: float = 0.0, device=None):
+                 ilm_weight: float = 0.0, device=None, blank_penalty: float = 0.0):
         device = device if device is not None else next(decoder.parameters()).device
         if method == "greedy":
-            self._search = _Greedy(decoder, 1, device, max_sym_per_frame)
+            self._search = _Greedy(decoder, 1, device, max_sym_per_frame, blank_penalty)
         elif method == "beam":
-            self._search = _Beam(decoder, beam, max_sym_per_frame, ilm_weight, device)
+            self._search = _Beam(decoder, beam, max_sym_per_frame, ilm_weight, device, blank_penalty)
         else:
             raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
         self.method = method
