@@ -23,9 +23,6 @@ Layer names: ``encoder`` (audio vs text encoder outputs), ``shared.<i>``, ``casc
 """
 from __future__ import annotations
 
-import inspect
-import logging
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,8 +32,6 @@ from toolkit.models.encoders import (AUDIO_ENCODERS, AUDIO_ENCODERS_INJECTED, EN
 from toolkit.models.hat import JOINERS, PREDICTORS, HatDecoder
 from toolkit.nn.subsampling import Conv2dSubsampling
 from toolkit.utils.config import ConfigError
-
-log = logging.getLogger(__name__)
 
 # component -> (registry, keys the model fills in and a config may not set)
 COMPONENTS = {
@@ -126,7 +121,6 @@ class JointSpeechTextModel(nn.Module):
         self.cons_feature_norm = cons_feature_norm
         self.consistency_enabled = True
         self.cons_scale = 1.0  # factor on cons_weight set by the trainer's warm-up schedule
-        self.cons_skipped = 0  # examples with fewer speech frames than phonemes, skipped
         self.chunk_size = chunk_size
         self.chunk_size_frames = chunk_size * self.audio_encoder.frames_per_output
         # the last output frame of a chunk also reads 3 input frames past the chunk's span
@@ -201,30 +195,22 @@ class JointSpeechTextModel(nn.Module):
         need_cascaded_layers = need_layers and any(n.startswith("cascaded.") for n in self.cons_layers)
         layers = {"encoder": enc}
         layers.update({f"shared.{i + 1}": x for i, x in enumerate(shared_layers)})
+        keep_cascaded_layers = need_cascaded_layers or not self.training
         cascaded = None
-        if need_cascaded or need_cascaded_layers or not self.training:
+        if need_cascaded or keep_cascaded_layers:
             cascaded, casc_layers = self.cascaded_encoder(shared, lens, return_layers=True)
-            if need_cascaded_layers or not self.training:
+            if keep_cascaded_layers:
                 layers.update({f"cascaded.{i + 1}": x for i, x in enumerate(casc_layers)})
         return {"shared": shared, "cascaded": cascaded, "lens": lens, "layers": layers}
 
     def _consistency(self, speech, speech_lens, text, text_lens):
-        """Batch mean of best_alignment_loss; examples with n < m use DTW or are skipped."""
+        """Batch mean of best_alignment_loss; examples with fewer frames than phonemes are
+        aligned by symmetric DTW (the loss's fallback) instead of failing the batch."""
         from toolkit.losses.best_alignment import best_alignment_loss
 
         speech, text = self._cons_features(speech), self._cons_features(text)
-        kwargs = {"pattern": "frames_to_tokens", "normalize": self.cons_normalize}
-        ok = speech_lens >= text_lens
-        if "fallback" in inspect.signature(best_alignment_loss).parameters:
-            kwargs["fallback"] = "dtw"
-            ok = torch.ones_like(ok)
-        elif not ok.all():
-            self.cons_skipped += int((~ok).sum())
-            log.warning("consistency: skipped %d example(s) with fewer frames than phonemes (total %d)",
-                        int((~ok).sum()), self.cons_skipped)
-            if not ok.any():
-                return speech.sum() * 0.0
-        loss, _ = best_alignment_loss(speech[ok], speech_lens[ok], text[ok], text_lens[ok], **kwargs)
+        loss, _ = best_alignment_loss(speech, speech_lens, text, text_lens, pattern="frames_to_tokens",
+                                      normalize=self.cons_normalize, fallback="dtw")
         return loss.mean()
 
     def _cons_features(self, x):
