@@ -166,9 +166,9 @@ def _batch_parallel(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp):
         _solve(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, p)
 
 
-# A one-thread call runs the serial build: entering a parallel region at all wakes numba's
-# OpenMP pool, whose idle threads spin beside torch's own (a second OpenMP runtime); with
-# two training processes on two cores that spinning cut training from 1.5 to 0.1 steps/s.
+# A one-thread call runs the serial build: a parallel region would wake numba's thread pool
+# for nothing (under the omp layer, which a user may still choose, that pool's idle threads
+# spun beside torch's; two training processes on two cores fell from 1.5 to 0.1 steps/s).
 @njit(cache=True)
 def _batch_serial(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp):
     for p in range(cost.shape[0]):
