@@ -1,4 +1,5 @@
 """Per-layer consistency analysis: the measures on random tensors, the report, and the CLI."""
+import json
 import math
 
 import numpy as np
@@ -68,7 +69,12 @@ def test_table_means_over_batches_and_report_files(tmp_path):
     assert rows[1].utterances == 8 and rows[1].best == pytest.approx(float(both.nanmean()))
     paths = write_report(rows, tmp_path / "out", title="random")
     tsv = paths["tsv"].read_text().splitlines()
-    assert tsv[0].split("\t") == ["layer", "utterances", *KINDS, "best/uniform"] and len(tsv) == 4
+    assert tsv[0].split("\t") == ["layer", "utterances", *KINDS, "best/uniform", "best/mismatched (sd)"]
+    assert len(tsv) == 4
+    ratio = torch.cat([first[1][1]["best"] / first[1][1]["mismatched"], second[1][1]["best"] / second[1][1]["mismatched"]])
+    assert rows[1].matched_ratio == pytest.approx(float(ratio.nanmean()), rel=1e-5)
+    saved = json.loads(paths["json"].read_text())["layers"][1]
+    assert saved["layer"] == "shared.1" and saved["matched_ratio"] == pytest.approx(rows[1].matched_ratio)
     assert "| shared.2 | 8 |" in paths["md"].read_text()
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths["png"].stat().st_size > 2000
 
@@ -92,10 +98,10 @@ TINY = {"chunk_size": 2, "left_chunks": 2,
 
 @pytest.fixture(scope="module")
 def tiny_experiment(tmp_path_factory):
-    models = pytest.importorskip("toolkit.models")
-    if not hasattr(models, "build_model"):
-        pytest.skip("toolkit.models.build_model has not landed")
     import kaldiio
+
+    from toolkit import models
+    from toolkit.train.config import check_and_fill, fill_model_defaults
 
     from toolkit.features.cmvn import accumulate_stats, write_stats
     from toolkit.text.seqstore import SeqStoreWriter
@@ -121,6 +127,7 @@ def tiny_experiment(tmp_path_factory):
     config = {"model": "joint", "model_conf": TINY, "num_phones": 20,
               "vocab_size": spm.SentencePieceProcessor(model_file=str(bpe)).get_piece_size(),
               "bpe_model": str(bpe), "cmvn": str(dump / "cmvn.ark")}
+    config = fill_model_defaults(check_and_fill(config))  # as the trainer saves it: every default filled
     exp = root / "exp" / "tiny"
     exp.mkdir(parents=True)
     dump_yaml(config, exp / "config.yaml")

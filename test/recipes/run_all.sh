@@ -41,7 +41,7 @@ mini() {
   rm -rf data dump exp
   if [ "${MINI_SHORT:-0}" = 1 ]; then   # CI: a smaller corpus and one epoch
     ./run.sh --prepare-corpus-opts "--num-train 200 --num-dev 30 --num-test 30 --num-text-only 2000" \
-      --train-args "--set max_epochs=1 --set cons_warmup.start_step=10"
+      --train-args "--set max_epochs=1 --set objective.consistency.warmup.start_step=10"
   else
     ./run.sh
   fi && check_results exp/train "dev_clean test_clean"

@@ -7,10 +7,16 @@ measures the mean squared speech-text distance (normalised like the loss) under
   random      uniformly random valid frames_to_tokens alignments (mean of a few),
   mismatched  the best alignment to another utterance's text (the next in the batch).
 best <= uniform and best <= random hold by construction (both are valid alignments of
-the same pattern); utterances with fewer frames than text positions are left out.
+the same pattern), so they say nothing alone; what tells models apart is how far best
+sits below mismatched (``best/mismatched``, the per-utterance ratio, mean and standard
+deviation over utterances: 1 means the representation does not know which transcript
+belongs to the audio) and how that changes with training and depth. Utterances with fewer
+frames than text positions are left out and counted.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -19,19 +25,11 @@ from typing import Sequence
 
 import torch
 
+from toolkit.losses.alignment_kinds import uniform_path
 from toolkit.losses.best_alignment import AlignmentPath, best_alignment_loss, normalize_cost, path_cost
 from toolkit.utils.fileio import atomic_write
 
 KINDS = ("best", "uniform", "random", "mismatched")
-
-
-def uniform_path(n_lens: torch.Tensor, m_lens: torch.Tensor, K: int) -> AlignmentPath:
-    """Frame i of example b -> token floor(i * m_b / n_b); frames (B, K) padded with -1."""
-    i = torch.arange(K)[None, :]  # (1, K)
-    valid = i < n_lens[:, None]
-    tokens = torch.where(valid, (i * m_lens[:, None]) // n_lens[:, None], -1)  # (B, K)
-    frames = torch.where(valid, i, -1)
-    return AlignmentPath(frames, tokens, n_lens.clone(), torch.full(n_lens.shape, math.nan))
 
 
 def random_path(n_lens: torch.Tensor, m_lens: torch.Tensor, K: int, generator: torch.Generator) -> AlignmentPath:
@@ -85,6 +83,8 @@ class LayerSummary:
     uniform: float
     random: float
     mismatched: float
+    matched_ratio: float = math.nan      # mean over utterances of best / mismatched
+    matched_ratio_sd: float = math.nan   # its standard deviation over utterances
 
 
 class ConsistencyTable:
@@ -104,17 +104,25 @@ class ConsistencyTable:
         for name, layer in self._values.items():
             vals = {k: torch.cat(v) for k, v in layer.items()}
             used = int((~vals["best"].isnan()).sum())
-            rows.append(LayerSummary(name, used, *(float(vals[k].nanmean()) for k in KINDS)))
+            ratio = vals["best"] / vals["mismatched"]
+            ratio = ratio[~ratio.isnan()]
+            sd = float(ratio.std()) if len(ratio) > 1 else math.nan
+            rows.append(LayerSummary(name, used, *(float(vals[k].nanmean()) for k in KINDS),
+                                     float(ratio.mean()) if len(ratio) else math.nan, sd))
         return rows
 
 
 def write_report(rows: Sequence[LayerSummary], out_dir: str | os.PathLike, title: str = "") -> dict[str, Path]:
-    """Write consistency.tsv, consistency.md and consistency.png into ``out_dir``."""
+    """Write consistency.{tsv,md,json,png} into ``out_dir``."""
     out = Path(out_dir)
-    header = ["layer", "utterances", *KINDS, "best/uniform"]
+    header = ["layer", "utterances", *KINDS, "best/uniform", "best/mismatched (sd)"]
     lines = [[r.layer, str(r.utterances), *(f"{getattr(r, k):.6g}" for k in KINDS),
-              f"{r.best / r.uniform:.3f}" if r.uniform else "nan"] for r in rows]
-    paths = {"tsv": out / "consistency.tsv", "md": out / "consistency.md", "png": out / "consistency.png"}
+              f"{r.best / r.uniform:.3f}" if r.uniform else "nan",
+              f"{r.matched_ratio:.3f} ({r.matched_ratio_sd:.3f})"] for r in rows]
+    paths = {"tsv": out / "consistency.tsv", "md": out / "consistency.md", "png": out / "consistency.png",
+             "json": out / "consistency.json"}
+    with atomic_write(paths["json"]) as f:
+        json.dump({"title": title, "layers": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
     with atomic_write(paths["tsv"]) as f:
         f.write("\t".join(header) + "\n" + "".join("\t".join(x) + "\n" for x in lines))
     with atomic_write(paths["md"]) as f:

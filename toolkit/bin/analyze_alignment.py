@@ -93,8 +93,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     setup_cpu(args.num_threads)
     from toolkit.decode.runner import load_experiment
+    from toolkit.train.objective import consistency_features
     try:
         exp = load_experiment(args.exp, args.model, device=args.device)
+        norm = exp.config["objective"]["consistency"]["feature_norm"]
         data = Path(args.data)
         batches = iter_batches(data, Path(args.seq) if args.seq else data / "seq", exp.cmvn,
                                args.max_utts, args.batch_size)
@@ -103,6 +105,9 @@ def main(argv=None) -> int:
             for uttids, feats, feat_lens, phones, phone_lens in batches:
                 reps = exp.model.consistency_representations(feats.to(args.device), feat_lens.to(args.device),
                                                              phones.to(args.device), phone_lens.to(args.device))
+                # what the consistency term compares (per-frame normalised when the objective says so)
+                reps = [(n, consistency_features(a, norm), al, consistency_features(t, norm), tl)
+                        for n, a, al, t, tl in reps]
                 table.add(layer_distances(reps, args.normalize, args.n_random, gen))
                 total += len(uttids)
     except InputError as e:

@@ -1,25 +1,21 @@
 """The joint speech-text model: cascaded-encoder HAT ASR trained on paired speech+text
-(HAT losses + best-alignment consistency) and on text alone (masked phonemes -> HAT).
+and on text alone (masked phonemes -> HAT).
 
     speech: fbank -> audio encoder (causal) ─┐
     text:   phonemes -> text encoder ────────┴> shared encoder (chunked) -> streaming HAT
                                                       └> cascaded encoder (full) -> full HAT
 
-Loss choices (documented contract):
-- paired batch:  ``loss = hat_stream + hat_full [+ ctc_weight * ctc] + cons_weight * cons``,
-  where ``cons`` is the mean over ``cons_layers`` of the batch-mean best-alignment loss
-  between the speech path and the *unmasked* text path of the same utterance (as in the
-  paper: masking is a text augmentation for the text-only HAT loss; consistency compares
-  clean text), times the trainer's warm-up factor (``set_consistency_scale``).
-- text batch:    ``loss = text_weight * (hat_text_stream + hat_text_full)``.
-``ctc`` (only when ``ctc_weight`` > 0) is an auxiliary CTC loss on speech: over wordpieces on
-the shared encoder output (``ctc_target: tokens``) or over phonemes on the audio encoder output
-(``ctc_target: phones``).
-HAT terms are per-utterance negative log-likelihoods averaged over the batch. The
-consistency loss compares per-frame layer-normalised representations (cons_feature_norm)
-so it cannot be minimised by shrinking both paths' scale.
+The model computes terms, not the training loss (``toolkit.train.objective`` combines them):
+- paired batch: ``hat_stream``, ``hat_full`` (batch means of per-utterance NLLs); with
+  ``ctc=True`` the auxiliary CTC term ``ctc`` and its ``ctc_log_probs``; with
+  ``cons_layers`` the speech and *unmasked* text representations of those layers
+  (``speech_layers``/``text_layers``: name -> (B, n|m, D), ``speech_lens``/``text_lens``).
+- text batch: ``hat_text_stream``, ``hat_text_full`` from the masked phonemes.
+The CTC head (``ctc_head``: none | tokens | phones) is set from the objective by the
+training config: over wordpieces on the shared encoder output, or over the paired phoneme
+sequence on the audio encoder output.
 Layer names: ``encoder`` (audio vs text encoder outputs), ``shared.<i>``, ``cascaded.<i>``
-(1-based); ``cons_layers: all`` means ``encoder`` + every shared layer.
+(1-based); ``default_consistency_layers()`` = ``encoder`` + every shared layer.
 """
 from __future__ import annotations
 
@@ -61,10 +57,7 @@ class JointSpeechTextModel(nn.Module):
                  cascaded_encoder: str = "conformer", cascaded_encoder_conf: dict | None = None,
                  predictor: str = "lstm", predictor_conf: dict | None = None,
                  joiner: str = "hat", joiner_conf: dict | None = None,
-                 share_decoder: bool = False, text_weight: float = 1.0, cons_weight: float = 0.05,
-                 cons_layers: str | list = "all", cons_normalize: str = "frames",
-                 cons_feature_norm: bool = True, ctc_weight: float = 0.0, ctc_target: str = "tokens",
-                 max_lattice_elems: int = 2 ** 25):
+                 share_decoder: bool = False, ctc_head: str = "none", max_lattice_elems: int = 2 ** 25):
         super().__init__()
         chunking = {"chunk_size": chunk_size, "left_chunks": left_chunks}
         self.audio_encoder = build_component("audio_encoder", audio_encoder, audio_encoder_conf, **chunking)
@@ -98,101 +91,80 @@ class JointSpeechTextModel(nn.Module):
         # little audio far sooner than spelling (a character CTC sat at its initial loss for
         # 400 steps where a phoneme CTC reached 21% phone errors in 300), so the shared
         # encoder soon sees phone-like input from both sides
-        if ctc_weight < 0:
-            raise ConfigError(f"ctc_weight must be >= 0, got {ctc_weight}")
-        if ctc_target not in ("tokens", "phones"):
-            raise ConfigError(f"ctc_target must be 'tokens' or 'phones', got {ctc_target!r}")
-        self.ctc_weight, self.ctc_target = ctc_weight, ctc_target
+        if ctc_head not in ("none", "tokens", "phones"):
+            raise ConfigError(f"ctc_head must be 'none', 'tokens' or 'phones', got {ctc_head!r}")
+        self.ctc_target = ctc_head
         self.ctc_head = None
-        if ctc_weight > 0:
-            self.ctc_head = (nn.Linear(self.audio_encoder.output_dim, num_phones) if ctc_target == "phones"
+        if ctc_head != "none":
+            self.ctc_head = (nn.Linear(self.audio_encoder.output_dim, num_phones) if ctc_head == "phones"
                              else nn.Linear(self.shared_encoder.output_dim, vocab_size))
 
         self.layer_names = (["encoder"] + [f"shared.{i + 1}" for i in range(len(self.shared_encoder.layers))]
                             + [f"cascaded.{i + 1}" for i in range(len(self.cascaded_encoder.layers))])
-        if cons_layers == "all":
-            cons_layers = self.layer_names[: 1 + len(self.shared_encoder.layers)]
-        unknown = [n for n in cons_layers if n not in self.layer_names]
-        if isinstance(cons_layers, str) or unknown:
-            raise ConfigError(f"cons_layers: unknown layer(s) {unknown or cons_layers}; "
-                              f"use 'all' or a list of {self.layer_names}")
-        self.cons_layers = list(cons_layers)
-        self.text_weight, self.cons_weight, self.cons_normalize = text_weight, cons_weight, cons_normalize
-        self.cons_feature_norm = cons_feature_norm
-        self.consistency_enabled = True
-        self.cons_scale = 1.0  # factor on cons_weight set by the trainer's warm-up schedule
         self.chunk_size = chunk_size
         self.chunk_size_frames = chunk_size * self.audio_encoder.frames_per_output
         # the last output frame of a chunk also reads 3 input frames past the chunk's span
         self.lookahead_frames = Conv2dSubsampling.receptive_field - Conv2dSubsampling.stride
 
+    def default_consistency_layers(self) -> list[str]:
+        """``encoder`` + every shared layer (what ``consistency.layers: all`` means)."""
+        return self.layer_names[: 1 + len(self.shared_encoder.layers)]
+
     # --- training ---------------------------------------------------------------------
-    def set_consistency(self, enabled: bool) -> None:
-        self.consistency_enabled = bool(enabled)
-
-    def set_consistency_scale(self, scale: float) -> None:
-        """Factor in [0, 1] on ``cons_weight`` (the training warm-up); at 0 the consistency
-        loss and the text path it needs are not computed at all."""
-        if not 0.0 <= scale <= 1.0:
-            raise ValueError(f"consistency scale must be in [0, 1], got {scale}")
-        self.cons_scale = float(scale)
-
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict, cons_layers: list[str] | None = None, ctc: bool = False) -> dict:
+        """One batch -> its loss terms (and representations); see the module docstring."""
         if batch["kind"] == "paired":
-            return self._forward_paired(batch)
+            return self._forward_paired(batch, cons_layers or [], ctc)
         if batch["kind"] == "text":
             return self._forward_text(batch)
         raise ValueError(f"batch kind must be 'paired' or 'text', got {batch['kind']!r}")
 
-    def _forward_paired(self, b):
-        speech = self._path(*self.audio_encoder(b["feats"], b["feat_lens"]), need_layers=self._cons_on())
+    def _forward_paired(self, b, cons_layers, ctc):
+        speech = self._path(*self.audio_encoder(b["feats"], b["feat_lens"]), need_layers=bool(cons_layers),
+                            cons_layers=cons_layers)
         out = {"hat_stream": self.stream_decoder.loss(speech["shared"], speech["lens"], b["tokens"],
                                                       b["token_lens"]).mean(),
                "hat_full": self.full_decoder.loss(speech["cascaded"], speech["lens"], b["tokens"],
                                                   b["token_lens"]).mean()}
-        out["loss"] = out["hat_stream"] + out["hat_full"]
-        if self.ctc_head is not None:  # blank: phone id 0 (<pad>) or token id 0 (<blank>)
-            if self.ctc_target == "phones":
-                out["ctc"] = self._ctc(speech["layers"]["encoder"], speech["lens"], b["phones"], b["phone_lens"])
+        if ctc:
+            if self.ctc_head is None:
+                raise ConfigError("the objective asks for a CTC loss but the model has no CTC head (ctc_head: none)")
+            if self.ctc_target == "phones":  # blank: phone id 0 (<pad>) or token id 0 (<blank>)
+                out["ctc"], out["ctc_log_probs"] = self._ctc(speech["layers"]["encoder"], speech["lens"],
+                                                             b["phones"], b["phone_lens"])
             else:
-                out["ctc"] = self._ctc(speech["shared"], speech["lens"], b["tokens"], b["token_lens"])
-            out["loss"] = out["loss"] + self.ctc_weight * out["ctc"]
-        if self._cons_on():
+                out["ctc"], out["ctc_log_probs"] = self._ctc(speech["shared"], speech["lens"], b["tokens"],
+                                                             b["token_lens"])
+        if cons_layers:
             text_enc = self.text_encoder(b["phones"], b["phone_lens"], mask=False)
-            text = self._path(text_enc, b["phone_lens"], need_layers=True, need_cascaded=False)
-            per_layer = []
-            for name in self.cons_layers:
-                c = self._consistency(speech["layers"][name], speech["lens"], text["layers"][name], text["lens"])
-                out[f"cons/{name}"] = c
-                per_layer.append(c)
-            out["cons"] = torch.stack(per_layer).mean()
-            out["loss"] = out["loss"] + self.cons_weight * self.cons_scale * out["cons"]
+            text = self._path(text_enc, b["phone_lens"], need_layers=True, need_cascaded=False,
+                              cons_layers=cons_layers)
+            out.update(speech_layers={n: speech["layers"][n] for n in cons_layers}, speech_lens=speech["lens"],
+                       text_layers={n: text["layers"][n] for n in cons_layers}, text_lens=text["lens"],
+                       phones=b["phones"])
         return out
 
     def _forward_text(self, b):
         text = self._path(self.text_encoder(b["phones"], b["phone_lens"], mask=True), b["phone_lens"])
-        out = {"hat_text_stream": self.stream_decoder.loss(text["shared"], text["lens"], b["tokens"],
-                                                           b["token_lens"]).mean(),
-               "hat_text_full": self.full_decoder.loss(text["cascaded"], text["lens"], b["tokens"],
-                                                       b["token_lens"]).mean()}
-        out["loss"] = self.text_weight * (out["hat_text_stream"] + out["hat_text_full"])
-        return out
+        return {"hat_text_stream": self.stream_decoder.loss(text["shared"], text["lens"], b["tokens"],
+                                                            b["token_lens"]).mean(),
+                "hat_text_full": self.full_decoder.loss(text["cascaded"], text["lens"], b["tokens"],
+                                                        b["token_lens"]).mean()}
 
     def _ctc(self, enc, enc_lens, tokens, token_lens):
-        """Batch mean of the per-utterance CTC NLL (blank = 0) of enc (B, T, D) for labels (B, U)."""
-        log_probs = self.ctc_head(enc).float().log_softmax(-1).transpose(0, 1)  # (T, B, V)
-        nll = F.ctc_loss(log_probs, tokens, enc_lens, token_lens, blank=0, reduction="none", zero_infinity=True)
-        return nll.mean()
+        """Batch mean of the per-utterance CTC NLL (blank = 0) of enc (B, T, D) for labels (B, U),
+        and the log-probabilities (B, T, V)."""
+        log_probs = self.ctc_head(enc).float().log_softmax(-1)  # (B, T, V)
+        nll = F.ctc_loss(log_probs.transpose(0, 1), tokens, enc_lens, token_lens, blank=0, reduction="none",
+                         zero_infinity=True)
+        return nll.mean(), log_probs
 
-    def _cons_on(self):
-        return self.consistency_enabled and self.cons_scale > 0 and bool(self.cons_layers)
-
-    def _path(self, enc, lens, need_layers=False, need_cascaded=True):
+    def _path(self, enc, lens, need_layers=False, need_cascaded=True, cons_layers=()):
         """Encoder output (B, n, D) -> shared (+ per-layer) -> cascaded. With need_cascaded
         False (the paired text in the consistency branch, which feeds no decoder) the
         cascaded encoder runs only if a consistency layer lies in it."""
         shared, shared_layers = self.shared_encoder(enc, lens, return_layers=True)
-        need_cascaded_layers = need_layers and any(n.startswith("cascaded.") for n in self.cons_layers)
+        need_cascaded_layers = need_layers and any(n.startswith("cascaded.") for n in cons_layers)
         layers = {"encoder": enc}
         layers.update({f"shared.{i + 1}": x for i, x in enumerate(shared_layers)})
         keep_cascaded_layers = need_cascaded_layers or not self.training
@@ -202,22 +174,6 @@ class JointSpeechTextModel(nn.Module):
             if keep_cascaded_layers:
                 layers.update({f"cascaded.{i + 1}": x for i, x in enumerate(casc_layers)})
         return {"shared": shared, "cascaded": cascaded, "lens": lens, "layers": layers}
-
-    def _consistency(self, speech, speech_lens, text, text_lens):
-        """Batch mean of best_alignment_loss; examples with fewer frames than phonemes are
-        aligned by symmetric DTW (the loss's fallback) instead of failing the batch."""
-        from toolkit.losses.best_alignment import best_alignment_loss
-
-        speech, text = self._cons_features(speech), self._cons_features(text)
-        loss, _ = best_alignment_loss(speech, speech_lens, text, text_lens, pattern="frames_to_tokens",
-                                      normalize=self.cons_normalize, fallback="dtw")
-        return loss.mean()
-
-    def _cons_features(self, x):
-        """What the consistency loss compares: with cons_feature_norm, each frame normalised to
-        zero mean / unit variance (no affine), so the loss cannot be lowered by shrinking the
-        scale of both paths (e.g. LayerNorm gains) instead of aligning them."""
-        return F.layer_norm(x, x.shape[-1:]) if self.cons_feature_norm else x
 
     # --- inference --------------------------------------------------------------------
     def encode(self, feats, feat_lens, mode: str = "full"):
@@ -235,12 +191,11 @@ class JointSpeechTextModel(nn.Module):
 
     def consistency_representations(self, feats, feat_lens, phones, phone_lens):
         """Per layer (every name in ``layer_names``): (name, speech (B, n, d), speech_lens,
-        text (B, m, d), text_lens). Text is not masked; call in eval mode. The tensors are
-        what the consistency loss compares (normalised per frame when cons_feature_norm)."""
+        text (B, m, d), text_lens), as the layers compute them (the objective's feature
+        normalisation is the caller's). Text is not masked; call in eval mode."""
         speech = self._path(*self.audio_encoder(feats, feat_lens), need_layers=True)
         text = self._path(self.text_encoder(phones, phone_lens, mask=False), phone_lens, need_layers=True)
-        f = self._cons_features
-        return [(n, f(speech["layers"][n]), speech["lens"], f(text["layers"][n]), text["lens"])
+        return [(n, speech["layers"][n], speech["lens"], text["layers"][n], text["lens"])
                 for n in self.layer_names if n in speech["layers"] and n in text["layers"]]
 
     # --- streaming (first pass) -------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from toolkit.train.objective import MOVED_MODEL_KEYS, OBJECTIVE_DEFAULTS, check_objective, ctc_head_of
 from toolkit.utils.config import ConfigError, check_keys, load_yaml
 
 RESOURCE_CONF = Path(__file__).resolve().parents[1] / "resources" / "conf"
@@ -42,10 +43,7 @@ TRAIN_DEFAULTS: dict = {
     "optim_conf": {"lr": 1.0e-3, "betas": [0.9, 0.98], "eps": 1.0e-9, "weight_decay": 1.0e-3},
     "scheduler": "warmup_cosine",    # noam | warmup_cosine | warmup_linear | constant
     "scheduler_conf": {"warmup_steps": 1000, "total_steps": 0, "min_lr_ratio": 0.01},  # total 0: from epochs
-    # consistency loss weight factor: 0 before start_step, then a linear ramp to 1 over ramp_steps
-    # (a model that has not learned to read speech yet is pulled to a collapsed, constant
-    # representation by the consistency loss alone; the HAT losses go first)
-    "cons_warmup": {"start_step": 0, "ramp_steps": 0},
+    "objective": OBJECTIVE_DEFAULTS,  # loss weights, consistency term and its alignment (train/objective.py)
     "grad_clip": 5.0,                # max gradient norm; 0 disables
     "accum_grad": 1,
     "amp": "auto",                   # auto (bf16 on GPU, none on CPU) | none | bf16 | fp16
@@ -60,6 +58,8 @@ TRAIN_DEFAULTS: dict = {
 }
 MODEL_KEYS = {"model", "model_conf", "vocab_size", "num_phones"}
 # Filled in by the trainer from the command line; allowed in a config so config.yaml re-loads.
+# values checked by their owner, not against the default's type ("all" or a list of names)
+FREE_KEYS = {"layers"}
 PATH_KEYS = {"train_data", "valid_data", "text_data", "lang_dir", "cmvn", "bpe_model"}
 ALLOWED_TOP = set(TRAIN_DEFAULTS) | MODEL_KEYS | PATH_KEYS
 
@@ -98,7 +98,7 @@ def apply_overrides(conf: dict, overrides: list[str]) -> dict:
 
 
 def _coerce(value, default, where: str):
-    if default is None or value is None:
+    if default is None or value is None or where.rsplit(".", 1)[-1] in FREE_KEYS:
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -137,6 +137,16 @@ def check_and_fill(conf: dict, defaults: dict = TRAIN_DEFAULTS, where: str = "co
     return out
 
 
+def _refuse_moved_keys(user: dict, where: str) -> None:
+    """Loss settings that used to live elsewhere: say where they are now."""
+    if "cons_warmup" in user:
+        raise ConfigError(f"{where}: cons_warmup moved to objective.consistency.warmup")
+    moved = sorted(set(user.get("model_conf") or {}) & set(MOVED_MODEL_KEYS))
+    if moved:
+        raise ConfigError(f"{where}: model_conf.{moved[0]} moved to {MOVED_MODEL_KEYS[moved[0]]} "
+                          "(the training objective owns every loss setting)")
+
+
 def resolve_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> dict:
     """Load a training YAML (+ its model_config), apply ``--set``, check, fill defaults."""
     if path and not Path(path).is_file():
@@ -149,11 +159,13 @@ def resolve_config(path: str | os.PathLike | None, overrides: list[str] = ()) ->
         check_keys(model_part, ALLOWED_TOP, str(model_path))
         user = deep_merge(model_part, user)
     user = apply_overrides(user, list(overrides))
+    _refuse_moved_keys(user, str(path) if path else "config")
     conf = check_and_fill(user, where=str(path) if path else "config")
     if conf["accum_grad"] < 1:
         raise ConfigError(f"accum_grad must be >= 1, got {conf['accum_grad']}")
     if conf["amp"] not in ("auto", "none", "bf16", "fp16"):
         raise ConfigError(f"amp: choose auto, none, bf16 or fp16, got {conf['amp']!r}")
+    check_objective(conf["objective"])
     return conf
 
 
@@ -197,8 +209,18 @@ def fill_data_paths(conf: dict, train_data=None, valid_data=None, text_data=None
 
 
 def fill_model_defaults(conf: dict) -> dict:
-    """Every ``model_conf`` default filled in (unknown model keys rejected) for registered models."""
+    """Every ``model_conf`` default filled in (unknown model keys rejected) for registered models.
+
+    The model's CTC head follows the objective (``ctc_head`` is derived, not a setting)."""
     from toolkit.models import MODELS, resolve_model_config
     if conf.get("model", "joint") not in MODELS.names():
         return conf  # a model the caller builds itself (tests' stand-ins)
+    conf = copy.deepcopy(conf)
+    head = ctc_head_of(conf["objective"]) if "objective" in conf else "none"
+    model_conf = conf.setdefault("model_conf", {}) or {}
+    if model_conf.get("ctc_head", head) != head:
+        raise ConfigError(f"model_conf.ctc_head {model_conf['ctc_head']!r} disagrees with the objective "
+                          f"(ctc_weight {conf['objective']['ctc_weight']}, ctc_target "
+                          f"{conf['objective']['ctc_target']!r}); remove it: the objective decides")
+    conf["model_conf"] = {**model_conf, "ctc_head": head}
     return resolve_model_config(conf)

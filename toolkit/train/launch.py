@@ -132,7 +132,16 @@ def run_training(conf: dict, exp: Path, info: DistInfo, argv: list[str], resume:
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %.2fM parameters; %d paired utterances, %s text sequences; %d rank(s) on %s",
              n_params / 1e6, len(paired), len(text) if text else 0, info.world_size, info.device)
-    trainer = Trainer(conf, exp, info, model, paired, text, valid, weights, make_detokenizer(conf["bpe_model"]))
+    objective = None  # a stand-in model (tests) computes its own loss
+    if build_model is None:
+        from toolkit.train.objective import Objective
+        objective = Objective.for_model(conf["objective"], model)
+        log.info("objective: consistency %s on %s (weight %g), text weight %g, ctc weight %g",
+                 conf["objective"]["consistency"]["alignment"], ", ".join(objective.layers) or "no layers",
+                 conf["objective"]["consistency"]["weight"], conf["objective"]["text_weight"],
+                 conf["objective"]["ctc_weight"])
+    trainer = Trainer(conf, exp, info, model, paired, text, valid, weights, make_detokenizer(conf["bpe_model"]),
+                      objective)
     if not (resume and trainer.resume()) and info.is_main:
         # a fresh start: drop losses a run killed before its first checkpoint left behind
         (exp / "losses.tsv").unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from toolkit.train import checkpoint as ckpt
 from toolkit.train.amp import amp_context, amp_dtype
 from toolkit.train.distributed import DistInfo, all_reduce_sum, barrier, gather_objects
 from toolkit.train.loader import BatchFetcher, make_loader
-from toolkit.train.schedule import build_scheduler, delayed_ramp
+from toolkit.train.schedule import build_scheduler
 from toolkit.train.validate import validate
 from toolkit.utils.config import ConfigError
 from toolkit.utils.fileio import atomic_write
@@ -92,8 +92,11 @@ class Trainer:
     """Owns the model, optimizer, data and experiment dir of one training run (one rank)."""
 
     def __init__(self, conf: dict, exp_dir: str | Path, info: DistInfo, model: torch.nn.Module,
-                 paired, text=None, valid=None, weights=None, detokenize=None):
+                 paired, text=None, valid=None, weights=None, detokenize=None, objective=None):
+        """``objective(model, batch, step) -> {"loss", terms}``; None: the model's own output
+        is the loss (``model(batch)["loss"]``, test stand-ins)."""
         self.conf, self.info, self.exp = conf, info, Path(exp_dir)
+        self.objective = objective or (lambda model, batch, step: model(batch))
         self.ckpt_dir = self.exp / "checkpoints"
         b = conf["batching"]
         self.sampler = InterleavedBatchSampler(
@@ -170,13 +173,14 @@ class Trainer:
 
     # ---- one optimizer step --------------------------------------------------------
     def forward_backward(self, batch: dict, scale: float, sync: bool = True) -> dict[str, float]:
-        """Forward + backward of one micro-batch; returns the loss components as floats."""
+        """Forward + backward of one micro-batch at the current step; returns the loss
+        components as floats."""
         batch = {k: v.to(self.info.device, non_blocking=True) if torch.is_tensor(v) else v
                  for k, v in batch.items()}
         ctx = self.ddp.no_sync() if (not sync and self.ddp is not self.model) else contextlib.nullcontext()
         with ctx:
             with amp_context(self.info.device, self.amp_dtype):
-                out = self.ddp(batch)
+                out = self.objective(self.ddp, batch, self.progress.step)
             # a non-finite loss still goes through backward so DDP ranks stay in step;
             # its gradients are thrown away by optimizer_step
             self.scaler.scale(out["loss"] * scale).backward()
@@ -239,9 +243,6 @@ class Trainer:
             p.position += 1
             micro += 1
             last = micro == accum or p.position == n_batches
-            if hasattr(self.model, "set_consistency_scale"):
-                w = conf["cons_warmup"]
-                self.model.set_consistency_scale(delayed_ramp(p.step, w["start_step"], w["ramp_steps"]))
             out = self.forward_backward(batch, 1.0 / accum, sync=last)
             finite &= math.isfinite(out["loss"])
             meter.add(meta["kind"], out)
@@ -283,7 +284,7 @@ class Trainer:
                                           drop_remainder=False)
         loader = make_loader(BatchFetcher(self.valid), sampler, b["num_workers"])
         res = validate(self.model, loader, self.info.device, self.amp_dtype, self.detokenize,
-                       self.conf["valid_greedy_wer"], self.conf["valid_max_batches"])
+                       self.conf["valid_greedy_wer"], self.conf["valid_max_batches"], self.objective)
         log.info("epoch %d validation: %s", self.progress.epoch,
                  " ".join(f"{k} {v:.4f}" for k, v in res.items()))
         if self.writer:

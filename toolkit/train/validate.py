@@ -34,8 +34,11 @@ def _greedy_hyps(model, batch) -> list[list[int]]:
 
 @torch.no_grad()
 def validate(model, loader, device, amp_dtype=None, detokenize=None, greedy_wer: bool = True,
-             max_batches: int = 0) -> dict[str, float]:
+             max_batches: int = 0, objective=None) -> dict[str, float]:
     """-> {"loss": .., "<component>": .., "wer": ..} (wer only when decoding worked).
+
+    ``objective(model, batch, step)`` gives the loss terms (at full consistency weight:
+    step None); without it ``model(batch)`` does.
 
     ``detokenize(ids) -> str`` turns token ids into words (sentencepiece); without it the
     WER is over token ids.
@@ -52,7 +55,7 @@ def validate(model, loader, device, amp_dtype=None, detokenize=None, greedy_wer:
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         bsz = len(meta["uttids"])
         with amp_context(device, amp_dtype):
-            out = model(batch)
+            out = objective(model, batch, None) if objective is not None else model(batch)
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + float(v) * bsz
         n_utts += bsz
