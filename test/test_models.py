@@ -103,6 +103,20 @@ def test_phoneme_masking_only_in_train_mode_and_only_valid_positions(model):
     assert 0.1 < rate < 0.3  # mask_rate 0.2 with spans of 2
 
 
+def test_text_batches_are_masked_and_the_consistency_text_is_not(model):
+    seen = []
+    hook = model.text_encoder.embed.register_forward_hook(lambda m, inp, out: seen.append(inp[0].clone()))
+    try:
+        model.train()
+        torch.manual_seed(0)
+        model(make_batch("text"))
+        model(make_batch("paired"), cons_layers=["encoder"])
+    finally:
+        hook.remove()
+    text_ids, paired_ids = seen  # make_batch draws phones from 4..14: MASK_ID only comes from masking
+    assert (text_ids == MASK_ID).sum() >= 2 and not (paired_ids == MASK_ID).any()
+
+
 def test_consistency_representations_cover_every_layer(model):
     model.eval()
     b = make_batch()

@@ -252,9 +252,6 @@ def test_nonfinite_loss_steps_are_skipped_then_training_stops(tmp_path, tiny_dat
 
 @pytest.mark.slow
 def test_real_model_trains_and_validates_with_greedy_wer(tmp_path, tiny_data):
-    models = pytest.importorskip("toolkit.models")
-    if not hasattr(models, "build_model") or not (REPO / "toolkit/resources/conf/model_tiny.yaml").exists():
-        pytest.skip("model not landed yet")
     exp = tmp_path / "exp"
     cfg = tiny_config(tmp_path / "c.yaml", model=None, model_conf=None, max_epochs=1, valid_max_batches=1,
                       batching={"max_frames": 4000, "max_tokens": 2000},

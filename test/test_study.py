@@ -1,0 +1,166 @@
+"""The study runner (order, resume, versions), its statistics and its report."""
+import json
+import math
+import os
+import stat
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.analysis import study
+from toolkit.analysis.study_report import write_study_report
+from toolkit.analysis.study_stats import (compare, detectable_difference, sign_flip_test, two_level_bootstrap,
+                                          utterance_bootstrap)
+from toolkit.utils.config import ConfigError
+
+GRID = """
+about: test grid
+recipe_args: "--stage 5 --stop-stage 7"
+seeds: [1, 2]
+comparisons: [[C, B]]
+conditions:
+  B: {about: no consistency, set: [objective.consistency.weight=0]}
+  C: {about: best, set: []}
+  W: {about: sweep, set: [objective.consistency.weight=0.2], seeds: [1], phase: 2}
+"""
+
+
+def write_grid(tmp_path, text=GRID):
+    path = tmp_path / "study.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_cells_run_phase_by_phase_seed_major(tmp_path):
+    cells = study.cells_of(study.load_grid(write_grid(tmp_path)))
+    assert [c.tag for c in cells] == ["study/B/seed1", "study/C/seed1", "study/B/seed2", "study/C/seed2",
+                                      "study/W/seed1"]
+    assert cells[-1].overrides == ("objective.consistency.weight=0.2",)
+
+
+def test_grid_typos_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="sedes"):
+        study.load_grid(write_grid(tmp_path, GRID.replace("  W: {about: sweep,", "  W: {sedes: [1], about: sweep,")))
+    with pytest.raises(ConfigError, match="no condition"):
+        study.cells_of(study.load_grid(write_grid(tmp_path)), only=["Z"])
+
+
+# A stand-in recipe: run.sh "trains" (appends to train.log), "decodes" (writes ref/hyp.trn
+# whose errors depend on the seed and the consistency weight) and can be made to die midway.
+FAKE_RUN = r"""#!/usr/bin/env bash
+set -euo pipefail
+while [ $# -gt 0 ]; do
+  case $1 in --tag) tag=$2; shift 2;; --train-args) targs=$2; shift 2;; *) shift;; esac
+done
+d=exp/$tag; mkdir -p $d
+echo "run $targs" >> $d/train.log
+[ -f die ] && { rm die; exit 9; }
+echo "2026 INFO epoch 0 validation: loss 1.0 wer 50.0" >> $d/train.log
+seed=$(echo "$targs" | sed 's/.*seed=\([0-9]*\).*/\1/')
+mkdir -p $d/decode_full_test
+: > $d/decode_full_test/ref.trn; : > $d/decode_full_test/hyp.trn
+for i in 1 2 3 4 5 6; do
+  echo "a b c d (spk-u$i)" >> $d/decode_full_test/ref.trn
+  if echo "$targs" | grep -q 'weight=0$'; then wrong=$(( (i + seed) % 2 )); else wrong=0; fi
+  if [ $wrong = 1 ]; then echo "a x c (spk-u$i)"; else echo "a b c d (spk-u$i)"; fi >> $d/decode_full_test/hyp.trn
+done
+"""
+
+
+@pytest.fixture()
+def fake_recipe(tmp_path, monkeypatch):
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    run = recipe / "run.sh"
+    run.write_text(FAKE_RUN)
+    run.chmod(run.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(study, "data_version", lambda r: "data1")
+    return recipe
+
+
+def test_run_grid_skips_finished_cells_and_resumes_a_killed_one(tmp_path, fake_recipe):
+    grid = write_grid(tmp_path)
+    (fake_recipe / "die").touch()  # the first cell dies mid-run
+    with pytest.raises(RuntimeError, match="study/B/seed1"):
+        study.run_grid(grid, fake_recipe)
+    assert not (fake_recipe / "exp/study/B/seed1/cell.json").exists()
+    done = study.run_grid(grid, fake_recipe)
+    assert [(r["condition"], r["seed"]) for r in done] == [("B", 1), ("C", 1), ("B", 2), ("C", 2), ("W", 1)]
+    # the killed cell was resumed in place (same versions), not restarted
+    assert (fake_recipe / "exp/study/B/seed1/train.log").read_text().count("run ") == 2
+    rec = json.loads((fake_recipe / "exp/study/B/seed1/cell.json").read_text())
+    assert rec["decodes"]["full_test"]["utts"]["spk-u1"] == [0, 4]  # (1 + 1) % 2 = 0: right
+    assert rec["decodes"]["full_test"]["utts"]["spk-u2"] == [2, 4]  # one substitution, one deletion
+    assert rec["overrides"] == ["objective.consistency.weight=0"]
+    assert study.run_grid(grid, fake_recipe) == []  # everything finished: nothing runs
+
+
+def test_a_cell_started_with_other_code_starts_again_clean(tmp_path, fake_recipe, monkeypatch):
+    grid = write_grid(tmp_path)
+    (fake_recipe / "die").touch()
+    with pytest.raises(RuntimeError):
+        study.run_grid(grid, fake_recipe, only=["B"])
+    real = study.code_version
+    monkeypatch.setattr(study, "code_version", lambda: {**real(), "code": "changed"})
+    study.run_grid(grid, fake_recipe, only=["B"])
+    assert (fake_recipe / "exp/study/B/seed1/train.log").read_text().count("run ") == 1
+
+
+def test_report_from_cells_has_tables_intervals_verdicts_and_plot(tmp_path, fake_recipe):
+    grid = write_grid(tmp_path)
+    study.run_grid(grid, fake_recipe)
+    out = tmp_path / "STUDY.md"
+    write_study_report(study.load_grid(grid), study.finished_cells(fake_recipe), out, "local/study.sh")
+    text = out.read_text()
+    # B: seeds 1 and 2 each get 3 of 6 utterances wrong (2 errors of 4 words): 25 % WER; C: 0 %
+    assert "| B | no consistency | 2 | 25.00 ± 0.00 |" in text
+    assert "| C vs B | full_test | 2/2 | -25.00 |" in text
+    assert "lowers WER over the same training without it* (C vs B, 2/2 seeds): full_test: Δ -25.00" in text
+    assert "supports it (the interval lies below zero)" in text and "| W/seed1 |" in text
+    assert (tmp_path / "STUDY_wer.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_leaves_out_cells_of_another_code_version(tmp_path, fake_recipe):
+    grid = write_grid(tmp_path)
+    study.run_grid(grid, fake_recipe)
+    cells = study.finished_cells(fake_recipe)
+    cells[0]["versions"]["code"]["code"] = "other"
+    out = write_study_report(study.load_grid(grid), cells, tmp_path / "S.md")
+    assert "1 of another code/data version left out" in out.read_text()
+
+
+def test_bootstrap_delta_is_the_wer_difference_and_identical_systems_give_zero():
+    rng = np.random.default_rng(0)
+    words = rng.integers(3, 12, 200).astype(float)
+    ex = rng.integers(0, 3, (3, 200)).astype(float)
+    ey = ex + (rng.random((3, 200)) < 0.3)
+    delta, (lo, hi), p = utterance_bootstrap(ex, ey, words)
+    assert delta == pytest.approx(100 * (ex.mean(0).sum() - ey.mean(0).sum()) / words.sum())
+    assert lo <= delta <= hi < 0 and p == 1.0
+    same = np.stack([ex[0]] * 3)  # seeds that agree exactly: nothing left to resample
+    assert two_level_bootstrap(same, same, words) == (0.0, 0.0)
+    assert sign_flip_test(np.zeros(50)) == 1.0
+
+
+def test_sign_flip_test_separates_a_real_difference_from_noise():
+    rng = np.random.default_rng(1)
+    assert sign_flip_test(rng.normal(0.5, 1.0, 400)) < 0.01
+    assert sign_flip_test(rng.normal(0.0, 1.0, 400)) > 0.01
+
+
+def test_two_level_interval_widens_with_seed_spread():
+    rng = np.random.default_rng(2)
+    words = np.full(300, 8.0)
+    base = rng.integers(0, 3, 300).astype(float)
+    calm = np.stack([base, base, base])
+    noisy = np.stack([base, base + 1, np.maximum(base - 1, 0)])
+    lo_c, hi_c = two_level_bootstrap(calm, calm * 0.9, words)
+    lo_n, hi_n = two_level_bootstrap(noisy, calm * 0.9, words)
+    assert hi_n - lo_n > 2 * (hi_c - lo_c)
+
+
+def test_detectable_difference_is_the_power_formula():
+    assert detectable_difference(1.0, 2) == pytest.approx(2.8016, rel=1e-4)
+    assert math.isclose(detectable_difference(2.0, 8), detectable_difference(1.0, 2))
