@@ -186,7 +186,7 @@ def test_failed_job_leaves_no_complete_looking_feats_scp(tmp_path):
     data, _ = make_data(tmp_path, n=2)
     assert dump_feats.main(["--data", str(data), "--out", str(tmp_path / "d"), "--nj", "2"]) == 0
     (tmp_path / "a1.flac").write_bytes(b"corrupted")  # job 2's utterance
-    assert dump_feats.main(["--data", str(data), "--out", str(tmp_path / "d"), "--nj", "2", "--job", "2"]) == 1
+    assert dump_feats.main(["--data", str(data), "--out", str(tmp_path / "d"), "--nj", "2", "--job", "2"]) == 2
     assert not (tmp_path / "d" / "feats.scp").exists()  # the old one would point into rewritten arks
     assert not (tmp_path / "d" / "feats.2.scp").exists()
     with pytest.raises(InputError, match=r"jobs did not finish \(missing .*feats.2.scp"):
@@ -215,7 +215,7 @@ def test_run_pl_style_jobs_then_merge_with_recorded_speeds(tmp_path):
     assert dump_feats.main(["--data", str(data), "--out", out, "--nj", "2", "--merge"]) == 0
     keys = [line.split()[0] for line in (tmp_path / "d" / "feats.scp").read_text().splitlines()]
     assert keys == ["s-u0", "s-u1", "s-u2", "sp0.9-s-u0", "sp0.9-s-u1", "sp0.9-s-u2"]
-    assert dump_feats.main(["--data", str(data), "--out", out, "--nj", "2", "--merge", "--speed-perturb", "1.1"]) == 1
+    assert dump_feats.main(["--data", str(data), "--out", out, "--nj", "2", "--merge", "--speed-perturb", "1.1"]) == 2
 
 
 def test_cmvn_stats_match_numpy_and_normalise(tmp_path):
@@ -251,6 +251,6 @@ def test_cmvn_load_rejects_other_files(tmp_path):
         GlobalCMVN.load(tmp_path / "x.ark")
 
 
-def test_missing_data_dir_is_a_clean_error(tmp_path, caplog):
-    assert dump_feats.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "d")]) == 1
-    assert "nope/wav.scp" in caplog.text
+def test_missing_data_dir_is_a_clean_error(tmp_path, capsys):
+    assert dump_feats.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "d")]) == 2
+    assert "nope/wav.scp" in capsys.readouterr().err

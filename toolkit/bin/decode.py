@@ -34,6 +34,7 @@ from toolkit.decode import runner
 from toolkit.features.dump import job_slice
 from toolkit.utils.cpu import setup_cpu
 from toolkit.utils.fileio import InputError, atomic_write
+from toolkit.utils.cli import cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -103,6 +104,7 @@ def read_info(args) -> dict:
     return meta
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
