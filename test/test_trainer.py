@@ -199,6 +199,47 @@ def test_corrupt_latest_checkpoint_is_reported_and_previous_used(tmp_path, caplo
     assert "ckpt-20.pt" in caplog.text and "unreadable" in caplog.text
 
 
+def _age(path: Path, seconds: float) -> None:
+    """Make a file look written ``seconds`` ago (rotation orders by write time)."""
+    t = path.stat().st_mtime - seconds
+    os.utime(path, (t, t))
+
+
+def test_rotation_never_keeps_unreadable_checkpoints_and_never_deletes_them(tmp_path):
+    for step in (10, 12):  # an earlier run's files, all damaged, with higher step numbers than what follows
+        path = ckpt.save_checkpoint(tmp_path, step, {"step": step})
+        path.write_bytes(b"not a checkpoint")
+        _age(path, 60)
+    for step in (2, 4, 6):
+        ckpt.save_checkpoint(tmp_path, step, {"step": step}, keep_last=2)
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [4, 6]
+    assert sorted(p.name for p in tmp_path.glob("*.unreadable")) == ["ckpt-10.pt.unreadable", "ckpt-12.pt.unreadable"]
+
+
+def test_rotation_never_removes_a_checkpoint_newer_by_write_than_those_it_keeps(tmp_path):
+    _age(ckpt.save_checkpoint(tmp_path, 100, {"step": 100}), 60)  # stale: a high step written long ago
+    for step in (2, 4):
+        ckpt.save_checkpoint(tmp_path, step, {"step": step}, keep_last=2)
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [2, 4]
+
+
+def test_resume_with_every_checkpoint_unreadable_stops_and_changes_nothing(tmp_path, tiny_data, capsys):
+    exp = tmp_path / "exp"
+    cfg = tiny_config(tmp_path / "c.yaml", max_epochs=1)
+    assert train_main(train_args(tiny_data, cfg, exp), build_model=build_stand_in) == 0
+    for _, path in ckpt.list_checkpoints(exp / "checkpoints"):
+        path.write_bytes(path.read_bytes()[:300])  # truncated
+    before = {p.name: p.read_bytes() for p in (exp / "checkpoints").iterdir()}
+    losses = (exp / "losses.tsv").read_text()
+    capsys.readouterr()
+    assert train_main(train_args(tiny_data, cfg, exp, "--resume"), build_model=build_stand_in) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("train: error: ") and "none of the 2 checkpoint(s) is readable" in err
+    assert "new --exp" in err
+    assert {p.name: p.read_bytes() for p in (exp / "checkpoints").iterdir()} == before
+    assert (exp / "losses.tsv").read_text() == losses
+
+
 def test_average_checkpoints_is_the_elementwise_mean(tmp_path):
     sds = [{"w": torch.full((2, 2), float(i)), "n": torch.tensor(i)} for i in (1, 2, 6)]
     paths = [ckpt.save_checkpoint(tmp_path / "checkpoints", i, {"model": sd}) for i, sd in enumerate(sds)]

@@ -31,7 +31,9 @@ A train config holds the training keys (see toolkit/train/config.py) and the mod
 inline (``model:``, ``model_conf:``) or by reference (``model_config: model_tiny.yaml``,
 looked up beside the config, then in the working dir, then toolkit/resources/conf/).
 ``--resume`` is safe on a fresh experiment (it starts from scratch); without it an
-experiment dir that already has checkpoints is refused.
+experiment dir that already has checkpoints is refused. When checkpoints exist but none
+is readable, ``--resume`` stops with an error and changes nothing (no fresh start over the
+old run's files): restore them, or start again with a new ``--exp``.
 Writes exp/<tag>/{config.yaml, run.sh, train.log, losses.tsv, tensorboard/, checkpoints/}.
 """
 from __future__ import annotations

@@ -146,7 +146,11 @@ class Trainer:
         barrier()
 
     def resume(self) -> bool:
-        """Load the newest readable checkpoint; False when there is none."""
+        """Load the newest readable checkpoint; False when there is none at all.
+
+        Checkpoints that all fail to load raise InputError (see ``checkpoint.load_latest``):
+        starting from scratch would rewrite losses.tsv and rotate the old files away.
+        """
         state, path = ckpt.load_latest(self.ckpt_dir)
         if state is None:
             log.info("no usable checkpoint in %s: starting from scratch", self.ckpt_dir)
