@@ -200,7 +200,43 @@ def test_merge_with_a_missing_job_is_an_error(recipe, monkeypatch, capsys):
     assert not (out / "hyp.trn").exists()
 
 
+def test_merge_refuses_a_stale_job_of_an_earlier_decode_with_other_options(recipe, monkeypatch, capsys):
+    monkeypatch.chdir(recipe["root"])
+    out = recipe["root"] / "decode_stale"
+    for job in ("1", "2"):  # an earlier decode, greedy
+        assert decode_cli.main(decode_args(recipe, out, "full", "--nj", "2", "--job", job)) == 0
+    # a rerun with other options: job 2 finishes, job 1 was killed before it started
+    assert decode_cli.main(decode_args(recipe, out, "full", "--nj", "2", "--job", "2",
+                                       "--method", "beam", "--beam", "2")) == 0
+    capsys.readouterr()
+    assert decode_cli.main(["--merge", "--out", str(out), "--nj", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "options.2.json: job 2 ran with other options than job 1 (info" in err and "beam2" in err
+    assert not (out / "hyp.trn").exists()
+
+
+def test_a_job_that_starts_removes_its_old_outputs(recipe, monkeypatch):
+    monkeypatch.chdir(recipe["root"])
+    out = recipe["root"] / "decode_restart"
+    assert decode_cli.main(decode_args(recipe, out, "full", "--nj", "2", "--job", "1")) == 0
+    hyp, timing, options = runner.job_files(out, 1)
+    runner.start_job(out, 1, {"nj": 2, "mode": "full"})  # as a rerun does before it decodes
+    assert not hyp.exists() and not timing.exists() and options.exists()
+
+
+def test_decode_with_a_truncated_model_is_one_line(recipe, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(recipe["root"])
+    model = tmp_path / "model_avg.pt"
+    torch.save({"w": torch.zeros(100)}, model)
+    model.write_bytes(model.read_bytes()[:200])
+    assert decode_cli.main(decode_args(recipe, tmp_path / "d", "full", "--model", str(model))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("decode: error: ") and "model_avg.pt: cannot load model" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
 def test_merge_names_an_utterance_without_hypothesis(tmp_path):
+    runner.start_job(tmp_path, 1, {"nj": 1})
     runner.write_job(tmp_path, 1, [runner.UttDecode("a-1", "x", 1.0, 0.1)])
     with pytest.raises(InputError, match="'a-2'"):
         runner.merge_jobs(tmp_path, 1, {"a-1": "x", "a-2": "y"}, "full")
