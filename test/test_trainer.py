@@ -17,10 +17,11 @@ import torch.nn as nn
 
 from toolkit.bin.train import main as train_main
 from toolkit.train import checkpoint as ckpt
-from toolkit.train.config import resolve_config
+from toolkit.train.config import check_and_fill, resolve_config
 from toolkit.train.schedule import LRSchedule
 from toolkit.train.synthetic import write_lang_dir, write_paired_set, write_text_set
 from toolkit.utils.config import ConfigError, dump_yaml
+from toolkit.utils.fileio import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,6 +120,29 @@ def test_unknown_key_via_set_fails_the_cli(tmp_path, capsys):
                      "--print-config"])
     assert rc == 2
     assert "learning_rate" in capsys.readouterr().err
+
+
+def test_bad_yaml_in_set_is_one_line_not_a_traceback(tmp_path, capsys):
+    rc = train_main(["--config", str(tiny_config(tmp_path / "c.yaml")), "--set", "optim_conf={lr: [1,", "--exp",
+                     str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("train: error: --set optim_conf={lr: [1,: invalid YAML")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_yaml_key_given_twice_is_an_error_not_last_one_wins(tmp_path):
+    from toolkit.utils.config import load_yaml
+    (tmp_path / "c.yaml").write_text("max_epochs: 3\nbatching:\n  max_frames: 10\nmax_epochs: 30\n")
+    with pytest.raises(InputError, match=r"c.yaml: invalid YAML: .*key 'max_epochs' appears twice \(first on line 1\)"):
+        load_yaml(tmp_path / "c.yaml")
+
+
+def test_the_optimizer_is_always_fused_and_fused_is_not_a_config_key(tmp_path):
+    from toolkit.train.trainer import build_optimizer
+    opt = build_optimizer(nn.Linear(2, 2), "adamw", check_and_fill({})["optim_conf"])
+    assert opt.defaults["fused"] is True
+    with pytest.raises(ConfigError, match="optim_conf.*fused"):
+        resolve_config(tiny_config(tmp_path / "c.yaml", optim_conf={"fused": False}))
 
 
 def test_print_config_fills_defaults_and_lang_sizes(tmp_path, tiny_data, capsys):
