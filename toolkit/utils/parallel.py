@@ -48,6 +48,8 @@ def imap_processes(fn: Callable[[T], R], items: Iterable[T], nj: int) -> Iterato
     pool = ProcessPoolExecutor(min(nj, len(items)), mp_context=multiprocessing.get_context("fork"))
     try:
         yield from pool.map(functools.partial(_call_in_worker, fn), items)
+    except GeneratorExit:  # the caller stopped reading (e.g. zip() after the last item): not a failure
+        raise
     except BaseException:
         _terminate(pool)
         raise
