@@ -165,4 +165,4 @@ def test_cli_names_a_missing_feature_file(tiny_experiment, tmp_path):
     from toolkit.bin import analyze_alignment
     rc = analyze_alignment.main(["--exp", str(tiny_experiment["exp"]), "--data", str(tmp_path),
                                  "--seq", str(tiny_experiment["data"] / "seq"), "--out", str(tmp_path / "o")])
-    assert rc == 1 and not (tmp_path / "o" / "consistency.tsv").exists()
+    assert rc == 2 and not (tmp_path / "o" / "consistency.tsv").exists()

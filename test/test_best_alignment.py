@@ -409,3 +409,132 @@ def test_autocast_region_still_computes_in_float32():
     assert loss.dtype == torch.float32 and torch.equal(path.tokens, ref_path.tokens)
     torch.testing.assert_close(loss, ref)
     loss.sum().backward()
+
+
+# ---- non-finite values: one policy on every backend -------------------------------------------
+def assert_valid_alignment(frames, tokens, length, n, m, pattern):
+    """The path is an alignment the pattern allows, inside the example's n x m block."""
+    f, g = [int(x) for x in frames[:length]], [int(x) for x in tokens[:length]]
+    assert all(int(x) == -1 for x in frames[length:]) and all(int(x) == -1 for x in tokens[length:])
+    if pattern == "frames_to_tokens":
+        assert f == list(range(n)) and g[0] == 0 and g[-1] == m - 1
+        assert all(b - a in (0, 1) for a, b in zip(g, g[1:])), g
+    elif pattern == "tokens_to_frames":
+        assert g == list(range(m)) and all(0 <= x < n for x in f)
+        assert all(b > a for a, b in zip(f, f[1:])), f
+    else:
+        assert (f[0], g[0]) == (0, 0) and (f[-1], g[-1]) == (n - 1, m - 1)
+        assert all((b - a, d - c) in ((1, 1), (1, 0), (0, 1)) for a, b, c, d in zip(f, f[1:], g, g[1:]))
+
+
+def nonfinite_problem():
+    """cost (8, 12, 6) with lengths; pairs 1-5 have a NaN/inf row, column or cell in their own
+    block, pair 6 only in its padding; pairs 0 and 7 are clean. -> (cost, n, m, bad pairs)."""
+    g = torch.Generator().manual_seed(5)
+    cost = torch.rand(8, 12, 6, generator=g)
+    n = torch.tensor([12, 9, 10, 7, 12, 8, 9, 11])
+    m = torch.tensor([6, 5, 3, 6, 1, 4, 4, 6])
+    nan, inf = float("nan"), float("inf")
+    cost[1, 4, :5] = nan                # a speech row
+    cost[2, :10, 2] = nan               # a text column
+    cost[3, :7, 5] = inf                # an inf text column: no alignment avoids it
+    cost[4, 0, 0] = nan                 # one cell every path uses
+    cost[5, 3, 1] = nan                 # one cell some paths use
+    cost[6, 9:, :] = nan                # padding only
+    cost[6, :, 4:] = inf
+    return cost, n, m, {1, 2, 3, 4, 5}
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_nonfinite_cost_gives_nan_optimum_and_a_valid_path(pattern, backend):
+    cost, n, m, bad = nonfinite_problem()
+    if pattern != "dtw":
+        m = torch.minimum(m, n)
+    frames, tokens, lengths, dp = best_path(cost, n, m, pattern, backend)
+    clean = torch.tensor([p not in bad for p in range(len(n))])
+    ref = best_path(torch.nan_to_num(cost[clean], nan=0.5, posinf=0.5), n[clean], m[clean], pattern, "torch")
+    for p in range(len(n)):
+        assert_valid_alignment(frames[p], tokens[p], int(lengths[p]), int(n[p]), int(m[p]), pattern)
+        assert bool(dp[p].isnan()) == (p in bad), p
+    for x, y in zip((frames[clean], tokens[clean], lengths[clean], dp[clean]), ref):  # padding changes nothing
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_numba_kernel_alone_never_backtraces_off_the_alignment_on_nonfinite_cost(pattern):
+    cost, n, m, bad = nonfinite_problem()
+    if pattern != "dtw":
+        m = torch.minimum(m, n)
+    frames, tokens, lengths, dp = best_alignment_numba.best_path_numba(cost, n, m, pattern)
+    for p in range(len(n)):
+        assert_valid_alignment(frames[p], tokens[p], int(lengths[p]), int(n[p]), int(m[p]), pattern)
+        assert bool(torch.isfinite(dp[p])) == (p not in bad), p
+
+
+def test_cuda_kernels_give_valid_paths_on_nonfinite_cost_in_the_cuda_simulator():
+    code = (
+        "import sys, numpy as np, torch\n"
+        "sys.path.insert(0, %r)\n"
+        "from test_best_alignment import nonfinite_problem, assert_valid_alignment\n"
+        "from toolkit.losses import best_alignment_cuda as C, best_alignment_numba as Nb\n"
+        "cost, n, m, bad = nonfinite_problem()\n"
+        "for pat in ['frames_to_tokens', 'tokens_to_frames', 'dtw']:\n"
+        "    mm = m if pat == 'dtw' else torch.minimum(m, n)\n"
+        "    fr, tk, ln, dp = C.best_path_host(cost.numpy(), n.numpy(), mm.numpy(), pat)\n"
+        "    ref = Nb.best_path_numba(cost, n, mm, pat)\n"
+        "    for p in range(len(n)):\n"
+        "        assert_valid_alignment(fr[p], tk[p], int(ln[p]), int(n[p]), int(mm[p]), pat)\n"
+        "        assert bool(np.isfinite(dp[p])) == (p not in bad), (pat, p)\n"
+        "        if p not in bad:\n"
+        "            assert all(np.array_equal(x[p], y[p].numpy()) for x, y in zip((fr, tk, ln, dp), ref)), (pat, p)\n"
+        "print('ok')\n") % str(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def _two_examples(seed=0, n=(9, 6), m=(4, 3), d=5):
+    g = torch.Generator().manual_seed(seed)
+    speech = torch.randn(2, max(n), d, generator=g)
+    text = torch.randn(2, max(m), d, generator=g)
+    return speech, torch.tensor(n), text, torch.tensor(m)
+
+
+@pytest.mark.parametrize("where", ["speech", "text"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_nonfinite_valid_row_gives_that_example_a_nan_loss(where, value, backend):
+    speech, sl, text, tl = _two_examples()
+    clean, _ = best_alignment_loss(speech, sl, text, tl, backend=backend)
+    (speech if where == "speech" else text)[1, 2, 0] = value
+    loss, path = best_alignment_loss(speech, sl, text, tl, backend=backend)
+    assert torch.isnan(loss[1]) and torch.isnan(path.dp_cost[1])
+    assert loss[0] == clean[0]
+    assert_valid_alignment(path.frames[1], path.tokens[1], int(path.lengths[1]), 6, 3, "frames_to_tokens")
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nonfinite_padding_never_reaches_the_loss_or_a_valid_gradient(pattern, value):
+    speech, sl, text, tl = _two_examples()
+    grads = []
+    for pad in (0.0, value):
+        s, t = speech.clone(), text.clone()
+        s[1, 6:] = pad  # example 1's padding
+        t[1, 3:] = pad
+        s.requires_grad_(True)
+        t.requires_grad_(True)
+        loss, _ = best_alignment_loss(s, sl, t, tl, pattern=pattern, backend="numba")
+        loss.sum().backward()
+        grads.append((loss.detach(), s.grad, t.grad))
+    for clean, padded in zip(*grads):
+        assert torch.isfinite(padded).all() and torch.equal(clean, padded)
+
+
+def test_float_lengths_are_an_error_not_truncated():
+    speech, sl, text, tl = _two_examples()
+    with pytest.raises(ValueError, match="speech_lens must be an integer tensor.*float"):
+        best_alignment_loss(speech, sl.float() + 0.7, text, tl)
+    with pytest.raises(ValueError, match="text_lens must be an integer tensor"):
+        best_alignment(speech, sl, text, tl.double())

@@ -192,7 +192,7 @@ def test_cli_prints_problems_and_exit_status(tmp_path, capsys):
     good = make_dir(tmp_path, "good")
     bad = make_dir(tmp_path, "bad", text="a-1 X\na-2 Y\nb-1 Z\n")
     assert validate_cli.main([str(good)]) == 0
-    assert validate_cli.main([str(bad)]) == 1
+    assert validate_cli.main([str(bad)]) == 2
     assert f"{bad}/utt2spk:4: utterance 'c-1' is not in text" in capsys.readouterr().err
 
 
@@ -200,7 +200,7 @@ def test_cli_warnings_fail_only_with_strict(tmp_path, capsys):
     d = make_dir(tmp_path, **{"wav.scp": "r1 {audio}\nr2 {audio}\n"},
                  segments="a-1 r1 0 1\na-2 r1 1 2\nb-1 r1 2 3\nc-1 r1 3 4\n")
     assert validate_cli.main([str(d)]) == 0
-    assert validate_cli.main(["--strict", str(d)]) == 1
+    assert validate_cli.main(["--strict", str(d)]) == 2
     assert "wav.scp:2: warning:" in capsys.readouterr().err
 
 
@@ -376,19 +376,19 @@ def test_clis_report_errors_with_exit_status_1(tmp_path, capsys):
     from toolkit.bin import combine_data, fix_data_dir as fix_cli, split_data, subset_data_dir as subset_cli
     src = make_dir(tmp_path)
     (tmp_path / "ids").write_text("a-1\nzz-9\n")
-    assert subset_cli.main(["--utt-list", str(tmp_path / "ids"), str(src), str(tmp_path / "s")]) == 1
+    assert subset_cli.main(["--utt-list", str(tmp_path / "ids"), str(src), str(tmp_path / "s")]) == 2
     assert "zz-9" in capsys.readouterr().err
-    assert combine_data.main([str(tmp_path / "all"), str(src), str(src)]) == 1
+    assert combine_data.main([str(tmp_path / "all"), str(src), str(src)]) == 2
     assert f"utterance 'a-1' is in both {src} and {src}" in capsys.readouterr().err
-    assert split_data.main([str(src), "9"]) == 1 and "cannot split 3 group(s)" in capsys.readouterr().err
-    assert fix_cli.main([str(tmp_path / "nowhere")]) == 1 and "nowhere/wav.scp: missing" in capsys.readouterr().err
+    assert split_data.main([str(src), "9"]) == 2 and "cannot split 3 group(s)" in capsys.readouterr().err
+    assert fix_cli.main([str(tmp_path / "nowhere")]) == 2 and "nowhere/wav.scp: missing" in capsys.readouterr().err
     assert subset_cli.main(["--first", "3", str(src), str(tmp_path / "s")]) == 0
     assert "wrote 3 utterances, 2 speakers" in capsys.readouterr().out
 
 
 def test_cli_missing_input_file_is_one_line_error(tmp_path, capsys):
     from toolkit.bin import split_scp, subset_data_dir as subset_cli
-    assert split_scp.main([str(tmp_path / "no.scp"), str(tmp_path / "o1")]) == 1
+    assert split_scp.main([str(tmp_path / "no.scp"), str(tmp_path / "o1")]) == 2
     assert "no.scp" in capsys.readouterr().err
-    assert subset_cli.main(["--utt-list", str(tmp_path / "no.list"), str(make_dir(tmp_path)), str(tmp_path / "s")]) == 1
+    assert subset_cli.main(["--utt-list", str(tmp_path / "no.list"), str(make_dir(tmp_path)), str(tmp_path / "s")]) == 2
     assert "no.list" in capsys.readouterr().err

@@ -186,7 +186,7 @@ def test_failed_job_leaves_no_complete_looking_feats_scp(tmp_path):
     data, _ = make_data(tmp_path, n=2)
     assert dump_feats.main(["--data", str(data), "--out", str(tmp_path / "d"), "--nj", "2"]) == 0
     (tmp_path / "a1.flac").write_bytes(b"corrupted")  # job 2's utterance
-    assert dump_feats.main(["--data", str(data), "--out", str(tmp_path / "d"), "--nj", "2", "--job", "2"]) == 1
+    assert dump_feats.main(["--data", str(data), "--out", str(tmp_path / "d"), "--nj", "2", "--job", "2"]) == 2
     assert not (tmp_path / "d" / "feats.scp").exists()  # the old one would point into rewritten arks
     assert not (tmp_path / "d" / "feats.2.scp").exists()
     with pytest.raises(InputError, match=r"jobs did not finish \(missing .*feats.2.scp"):
@@ -215,7 +215,7 @@ def test_run_pl_style_jobs_then_merge_with_recorded_speeds(tmp_path):
     assert dump_feats.main(["--data", str(data), "--out", out, "--nj", "2", "--merge"]) == 0
     keys = [line.split()[0] for line in (tmp_path / "d" / "feats.scp").read_text().splitlines()]
     assert keys == ["s-u0", "s-u1", "s-u2", "sp0.9-s-u0", "sp0.9-s-u1", "sp0.9-s-u2"]
-    assert dump_feats.main(["--data", str(data), "--out", out, "--nj", "2", "--merge", "--speed-perturb", "1.1"]) == 1
+    assert dump_feats.main(["--data", str(data), "--out", out, "--nj", "2", "--merge", "--speed-perturb", "1.1"]) == 2
 
 
 def test_cmvn_stats_match_numpy_and_normalise(tmp_path):
@@ -251,6 +251,74 @@ def test_cmvn_load_rejects_other_files(tmp_path):
         GlobalCMVN.load(tmp_path / "x.ark")
 
 
-def test_missing_data_dir_is_a_clean_error(tmp_path, caplog):
-    assert dump_feats.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "d")]) == 1
-    assert "nope/wav.scp" in caplog.text
+def test_missing_data_dir_is_a_clean_error(tmp_path, capsys):
+    assert dump_feats.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "d")]) == 2
+    assert "nope/wav.scp" in capsys.readouterr().err
+
+
+# ---- audio that used to give silently wrong features ----------------------------------------
+def one_utt_data(tmp_path, audio_path, transcript="HELLO"):
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "wav.scp").write_text(f"s-u0 {audio_path}\n")
+    (data / "text").write_text(f"s-u0 {transcript}\n")
+    return data
+
+
+def test_truncated_wav_is_an_error_naming_declared_and_held_samples(tmp_path):
+    sf.write(tmp_path / "full.wav", (RNG.randn(32000) * 0.1).astype(np.float32), 16000, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])  # header intact, data cut in half
+    with pytest.raises(InputError, match=r"cut.wav: utterance 's-u0': truncated audio: the WAV header declares "
+                                         r"32000 samples \(2.00 s\), the file holds 15989"):
+        dump_job(one_utt_data(tmp_path, tmp_path / "cut.wav"), tmp_path / "d", progress=False)
+
+
+def test_truncated_wav_through_a_pipe_is_an_error_too(tmp_path):
+    sf.write(tmp_path / "full.wav", np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[:20000])
+    with pytest.raises(InputError, match="truncated audio"):
+        dump_job(one_utt_data(tmp_path, f"cat {tmp_path / 'cut.wav'} |"), tmp_path / "d", progress=False)
+
+
+def test_multichannel_audio_is_mixed_down_not_read_from_channel_0(tmp_path, caplog):
+    speech = (RNG.randn(8000) * 0.1).astype(np.float32)
+    stereo = np.stack([np.zeros_like(speech), speech], axis=1)  # speech in channel 1 only
+    sf.write(tmp_path / "st.wav", stereo, 16000, subtype="FLOAT")
+    with caplog.at_level("INFO"):
+        dump_job(one_utt_data(tmp_path, tmp_path / "st.wav"), tmp_path / "d", progress=False)
+    got = dict(kaldiio.load_scp(str(tmp_path / "d" / "feats.1.scp")))["s-u0"]
+    np.testing.assert_array_equal(got, FbankExtractor().compute(stereo.mean(axis=1, dtype=np.float32)))
+    assert "mixed_down 1" in caplog.text
+    assert (tmp_path / "d" / "dump_stats.1").read_text() == "mixed_down 1\n"
+
+
+def test_resampling_is_reported_in_the_job_log_and_the_merge_summary(tmp_path, caplog):
+    sf.write(tmp_path / "n8k.wav", (RNG.randn(8000) * 0.1).astype(np.float32), 8000)
+    with caplog.at_level("INFO"):
+        assert dump_feats.main(["--data", str(one_utt_data(tmp_path, tmp_path / "n8k.wav")),
+                                "--out", str(tmp_path / "d")]) == 0
+    assert "8000 Hz audio is resampled to 16000 Hz" in caplog.text
+    assert caplog.text.count("resampled_from_8000_hz 1") == 2  # the job's line and the merge's summary
+
+
+def test_audio_implausibly_short_for_its_transcript_is_warned_and_counted(tmp_path, caplog):
+    sf.write(tmp_path / "short.wav", (RNG.randn(4000) * 0.1).astype(np.float32), 16000)  # 0.25 s, 23 frames
+    data = one_utt_data(tmp_path, tmp_path / "short.wav", transcript="A VERY LONG SENTENCE FOR A QUARTER SECOND")
+    with caplog.at_level("INFO"):
+        dump_job(data, tmp_path / "d", progress=False)
+    assert "utterance 's-u0': 23 frames for a 34-character transcript" in caplog.text
+    assert "implausibly_short 1" in (tmp_path / "d" / "dump_stats.1").read_text()
+
+
+def test_rerun_of_a_killed_job_removes_the_temp_files_it_left(tmp_path):
+    data, _ = make_data(tmp_path, n=2)
+    out = tmp_path / "d"
+    out.mkdir()
+    left = [out / ".feats.1.ark.abc123.tmp", out / ".utt2num_frames.1.x9.tmp"]
+    other_job = out / ".feats.2.ark.zz.tmp"  # another job's, maybe still running: not ours to remove
+    for p in left + [other_job]:
+        p.write_bytes(b"partial")
+    dump_job(data, out, nj=2, job=1, progress=False)
+    assert not any(p.exists() for p in left) and other_job.exists()

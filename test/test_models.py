@@ -174,7 +174,7 @@ def test_shipped_configs_build_with_expected_sizes():
 def test_print_model_config_names_a_misspelt_key(tmp_path, capsys):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("model_conf:\n  audio_encoder_conf: {d_modle: 3}\n")
-    assert print_model_config.main(["--config", str(cfg)]) == 1
+    assert print_model_config.main(["--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "audio_encoder_conf" in err and "d_modle" in err
 

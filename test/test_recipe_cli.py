@@ -28,3 +28,33 @@ def test_run_sh_rejects_an_unknown_option_by_name(recipe):
     out = subprocess.run(["./run.sh", "--no-such-option", "1"], cwd=ROOT / "egs" / recipe, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode != 0 and "--no-such-option" in out.stderr
+
+
+def run_mini(*args):
+    return subprocess.run(["./run.sh", *args], cwd=ROOT / "egs" / "mini", capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("stage", ["9", "abc", "-1"])
+def test_run_sh_refuses_a_stage_that_does_not_exist_instead_of_doing_nothing(stage):
+    out = run_mini("--stage", stage)
+    assert out.returncode != 0
+    assert out.stderr.strip() == f"asr.sh: error: --stage must be a stage number 0..8, got '{stage}'"
+
+
+def test_run_sh_unknown_option_as_last_argument_is_named_invalid():
+    out = run_mini("--unknown-option")
+    assert out.returncode != 0 and "invalid option --unknown-option" in out.stderr and "needs a value" not in out.stderr
+
+
+@pytest.mark.parametrize("args, missing, maker", [
+    (["--stage", "6", "--stop-stage", "6"], "exp/no_such_tag/model_avg.pt", "stage 5 (training)"),
+    (["--stage", "7", "--stop-stage", "7"], "exp/no_such_tag/decode_streaming_dev_clean/hyp.trn", "stage 6 (decoding)"),
+    (["--stage", "8"], "exp/no_such_tag/model_avg.pt", "stage 5 (training)"),
+])
+def test_stage_run_before_its_inputs_exist_names_the_file_and_the_stage_that_makes_it(args, missing, maker):
+    out = run_mini(*args, "--tag", "no_such_tag")
+    assert out.returncode != 0
+    stage = args[1]
+    assert out.stderr.strip() == (f"asr.sh: error: stage {stage} needs {missing}, which {maker} makes: "
+                                  f"run ./run.sh --stage {maker.split()[1]} first")
+    assert not (ROOT / "egs" / "mini" / "exp" / "no_such_tag").exists()

@@ -97,7 +97,7 @@ def test_dump_text_bad_line_names_file_and_line(lang, tmp_path):
     (tmp_path / "text").write_text("x1 THE CAT\nx2\n")
     rc = dump_text.main(["--lang-dir", str(lang / "lang"), "--bpe-model", str(lang / "lang" / "wp40.model"),
                          "--text", str(tmp_path / "text"), "--out", str(tmp_path / "seq")])
-    assert rc == 1 and not (tmp_path / "seq").exists()
+    assert rc == 2 and not (tmp_path / "seq").exists()
     with pytest.raises(InputError, match=r"text:2: key 'x2' has no value"):
         dump_text.dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq")
 

@@ -17,10 +17,11 @@ import torch.nn as nn
 
 from toolkit.bin.train import main as train_main
 from toolkit.train import checkpoint as ckpt
-from toolkit.train.config import resolve_config
+from toolkit.train.config import check_and_fill, resolve_config
 from toolkit.train.schedule import LRSchedule
 from toolkit.train.synthetic import write_lang_dir, write_paired_set, write_text_set
 from toolkit.utils.config import ConfigError, dump_yaml
+from toolkit.utils.fileio import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,6 +122,29 @@ def test_unknown_key_via_set_fails_the_cli(tmp_path, capsys):
     assert "learning_rate" in capsys.readouterr().err
 
 
+def test_bad_yaml_in_set_is_one_line_not_a_traceback(tmp_path, capsys):
+    rc = train_main(["--config", str(tiny_config(tmp_path / "c.yaml")), "--set", "optim_conf={lr: [1,", "--exp",
+                     str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("train: error: --set optim_conf={lr: [1,: invalid YAML")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_yaml_key_given_twice_is_an_error_not_last_one_wins(tmp_path):
+    from toolkit.utils.config import load_yaml
+    (tmp_path / "c.yaml").write_text("max_epochs: 3\nbatching:\n  max_frames: 10\nmax_epochs: 30\n")
+    with pytest.raises(InputError, match=r"c.yaml: invalid YAML: .*key 'max_epochs' appears twice \(first on line 1\)"):
+        load_yaml(tmp_path / "c.yaml")
+
+
+def test_the_optimizer_is_always_fused_and_fused_is_not_a_config_key(tmp_path):
+    from toolkit.train.trainer import build_optimizer
+    opt = build_optimizer(nn.Linear(2, 2), "adamw", check_and_fill({})["optim_conf"])
+    assert opt.defaults["fused"] is True
+    with pytest.raises(ConfigError, match="optim_conf.*fused"):
+        resolve_config(tiny_config(tmp_path / "c.yaml", optim_conf={"fused": False}))
+
+
 def test_print_config_fills_defaults_and_lang_sizes(tmp_path, tiny_data, capsys):
     rc = train_main(["--config", str(tiny_config(tmp_path / "c.yaml")), "--lang-dir", str(tiny_data / "lang"),
                      "--set", "optim_conf.lr=2e-3", "--print-config"])
@@ -199,6 +223,47 @@ def test_corrupt_latest_checkpoint_is_reported_and_previous_used(tmp_path, caplo
     assert "ckpt-20.pt" in caplog.text and "unreadable" in caplog.text
 
 
+def _age(path: Path, seconds: float) -> None:
+    """Make a file look written ``seconds`` ago (rotation orders by write time)."""
+    t = path.stat().st_mtime - seconds
+    os.utime(path, (t, t))
+
+
+def test_rotation_never_keeps_unreadable_checkpoints_and_never_deletes_them(tmp_path):
+    for step in (10, 12):  # an earlier run's files, all damaged, with higher step numbers than what follows
+        path = ckpt.save_checkpoint(tmp_path, step, {"step": step})
+        path.write_bytes(b"not a checkpoint")
+        _age(path, 60)
+    for step in (2, 4, 6):
+        ckpt.save_checkpoint(tmp_path, step, {"step": step}, keep_last=2)
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [4, 6]
+    assert sorted(p.name for p in tmp_path.glob("*.unreadable")) == ["ckpt-10.pt.unreadable", "ckpt-12.pt.unreadable"]
+
+
+def test_rotation_never_removes_a_checkpoint_newer_by_write_than_those_it_keeps(tmp_path):
+    _age(ckpt.save_checkpoint(tmp_path, 100, {"step": 100}), 60)  # stale: a high step written long ago
+    for step in (2, 4):
+        ckpt.save_checkpoint(tmp_path, step, {"step": step}, keep_last=2)
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [2, 4]
+
+
+def test_resume_with_every_checkpoint_unreadable_stops_and_changes_nothing(tmp_path, tiny_data, capsys):
+    exp = tmp_path / "exp"
+    cfg = tiny_config(tmp_path / "c.yaml", max_epochs=1)
+    assert train_main(train_args(tiny_data, cfg, exp), build_model=build_stand_in) == 0
+    for _, path in ckpt.list_checkpoints(exp / "checkpoints"):
+        path.write_bytes(path.read_bytes()[:300])  # truncated
+    before = {p.name: p.read_bytes() for p in (exp / "checkpoints").iterdir()}
+    losses = (exp / "losses.tsv").read_text()
+    capsys.readouterr()
+    assert train_main(train_args(tiny_data, cfg, exp, "--resume"), build_model=build_stand_in) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("train: error: ") and "none of the 2 checkpoint(s) is readable" in err
+    assert "new --exp" in err
+    assert {p.name: p.read_bytes() for p in (exp / "checkpoints").iterdir()} == before
+    assert (exp / "losses.tsv").read_text() == losses
+
+
 def test_average_checkpoints_is_the_elementwise_mean(tmp_path):
     sds = [{"w": torch.full((2, 2), float(i)), "n": torch.tensor(i)} for i in (1, 2, 6)]
     paths = [ckpt.save_checkpoint(tmp_path / "checkpoints", i, {"model": sd}) for i, sd in enumerate(sds)]
@@ -238,13 +303,12 @@ def test_existing_experiment_needs_resume(tmp_path, tiny_data, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
-def test_nonfinite_loss_steps_are_skipped_then_training_stops(tmp_path, tiny_data):
-    from toolkit.train.trainer import NonFiniteLossError
+def test_nonfinite_loss_steps_are_skipped_then_training_stops(tmp_path, tiny_data, capsys):
     exp = tmp_path / "exp"
     cfg = tiny_config(tmp_path / "c.yaml", model_conf={"dim": 8, "nan_at_calls": [2, 5, 6, 7, 8]},
                       nonfinite_patience=3, batching={"text_ratio": 0.0})
-    with pytest.raises(NonFiniteLossError, match="3 non-finite steps in a row"):
-        train_main(train_args(tiny_data, cfg, exp), build_model=build_stand_in)
+    assert train_main(train_args(tiny_data, cfg, exp), build_model=build_stand_in) == 1
+    assert "train: error: NonFiniteLossError: 3 non-finite steps in a row" in capsys.readouterr().err
     log = (exp / "train.log").read_text()
     assert "step 2 skipped: non-finite loss (1 in a row)" in log
     assert "step 7 skipped: non-finite loss (3 in a row)" in log

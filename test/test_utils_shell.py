@@ -255,7 +255,7 @@ def test_split_scp_pl_noncontiguous_speaker_names_line(tool_env, tmp_path):
     (tmp_path / "utt2spk").write_text("a-1 a\nb-1 b\nz a\n")
     (tmp_path / "text").write_text("a-1 x\nb-1 x\nz x\n")
     r = sh("split_scp.pl --utt2spk=utt2spk text t1 t2", tool_env, tmp_path)
-    assert r.returncode == 1 and "text:3:" in r.stderr
+    assert r.returncode == 2 and "text:3:" in r.stderr
 
 
 @pytest.fixture
@@ -286,7 +286,7 @@ def test_shell_wrappers_work_from_a_recipe_dir_with_utils_symlink(tool_env, tmp_
 def test_validate_data_dir_sh_prints_file_and_line(tool_env, tmp_path, data_dir):
     (data_dir / "text").write_text("a-1 HELLO\na-2\nb-1 HI\nc-1 BYE\n")
     r = sh("validate_data_dir.sh data/train", tool_env, tmp_path)
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert "data/train/text:2: 'a-2' has no transcript" in r.stderr
 
 

@@ -46,14 +46,15 @@ while [ $# -gt 0 ]; do
       __po_opt=${1%%=*}
       __po_name=${__po_opt#--}
       __po_name=${__po_name//-/_}
+      # the name first: a misspelt last option is "invalid", not "needs a value"
+      [[ "$__po_name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || __po_fail "invalid option $__po_opt"
+      [ -n "${!__po_name+set}" ] || __po_fail "invalid option $__po_opt (no variable '$__po_name' in this script; see --help)"
       if [[ "$1" == *=* ]]; then
         __po_val=${1#*=}; shift
       else
         [ $# -ge 2 ] || __po_fail "option $1 needs a value"
         __po_val=$2; shift 2
       fi
-      [[ "$__po_name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || __po_fail "invalid option $__po_opt"
-      [ -n "${!__po_name+set}" ] || __po_fail "invalid option $__po_opt (no variable '$__po_name' in this script; see --help)"
       __po_old=${!__po_name}
       if [ "$__po_old" = true ] || [ "$__po_old" = false ]; then
         [ "$__po_val" = true ] || [ "$__po_val" = false ] \

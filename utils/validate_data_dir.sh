@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Check a Kaldi data dir; print every problem as file:line: message; exit 1 on errors.
+# Check a Kaldi data dir; print every problem as file:line: message; exit 2 on errors.
 # Usage: utils/validate_data_dir.sh [--no-check-audio] [--allow-empty-text] [--strict] <data-dir>
 # Kaldi's --no-feats is accepted and ignored (features are not part of data dirs here).
 root=$(cd -P "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)

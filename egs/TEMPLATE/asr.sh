@@ -5,6 +5,8 @@
 #
 # Usage: ../TEMPLATE/asr.sh [options]
 #   e.g. ../TEMPLATE/asr.sh --stage 4 --stop-stage 7 --nj 4 --train-config conf/train.yaml
+# A stage whose inputs are missing stops with one line naming the file and the stage that
+# makes it; what a kill or a bad input leaves behind, and the rerun: docs/failure_behaviour.md.
 set -euo pipefail
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
 
@@ -33,6 +35,7 @@ num_avg=3             # checkpoints averaged into model_avg.pt
 cer=false             # also score characters (languages without spaces)
 local_data_opts=""    # passed to local/data.sh
 prepare_corpus_opts="" # passed to local/prepare_corpus.sh (stage 0)
+verbose=false         # tracebacks from the Python tools on failure (otherwise one line each)
 analysis_sets=""      # stage 8: sets for the per-layer consistency analysis (default: the first test set)
 analysis_max_utts=200 # stage 8: utterances analysed per set
 
@@ -47,6 +50,18 @@ $help_message"
 . ./path.sh
 . ./cmd.sh
 . parse_options.sh
+
+fail() { echo "$(basename "$0"): error: $*" >&2; exit 1; }
+for v in stage stop_stage; do
+  [[ "${!v}" =~ ^[0-9]+$ ]] && [ "${!v}" -le 8 ] || fail "--${v//_/-} must be a stage number 0..8, got '${!v}'"
+done
+[ "$stage" -le "$stop_stage" ] || fail "--stage $stage is after --stop-stage $stop_stage: nothing to do"
+$verbose && export CONCORD_VERBOSE=1
+STAGE_NAMES=(corpus "data preparation" lexicon "wordpieces + token dumps" "features + CMVN" training decoding scoring)
+# require N PATH MAKER: stage N cannot start without PATH, which stage MAKER writes
+require() {
+  [ -e "$2" ] || fail "stage $1 needs $2, which stage $3 (${STAGE_NAMES[$3]}) makes: run ./run.sh --stage $3 first"
+}
 
 [ -n "$tag" ] || tag=$(basename "${train_config%.*}")
 expdir=exp/$tag
@@ -73,6 +88,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  require 2 data/$train_set/text 1
   log "stage 2: phoneme lexicon -> $lang_dir"
   texts="--text data/$train_set/text"
   [ -n "$text_only_set" ] && texts="$texts --text data/$text_only_set/text"
@@ -88,6 +104,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  require 3 $lang_dir/phones.txt 2
   log "stage 3: sentencepiece wordpieces ($bpe_size) and token-sequence dumps"
   texts="--text data/$train_set/text"
   $bpe_train_text_only && [ -n "$text_only_set" ] && texts="$texts --text data/$text_only_set/text"
@@ -101,6 +118,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  for x in $feat_sets; do require 4 data/$x/wav.scp 1; done
   log "stage 4: 80-dim fbank features ($nj jobs) and global CMVN"
   for x in $feat_sets; do
     opts=""
@@ -114,6 +132,11 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  require 5 $bpe_model 3
+  require 5 dump/$train_set/seq 3
+  require 5 dump/$train_set/feats.scp 4
+  require 5 dump/$train_set/cmvn.ark 4
+  require 5 dump/$valid_set/feats.scp 4
   log "stage 5: training -> $expdir (log: $expdir/train.log)"
   args="--config $train_config --train-data dump/$train_set --valid-data dump/$valid_set
         --lang-dir $lang_dir --bpe-model $bpe_model --cmvn dump/$train_set/cmvn.ark --exp $expdir"
@@ -129,6 +152,8 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  require 6 $expdir/model_avg.pt 5
+  for x in $test_sets; do require 6 dump/$x/feats.scp 4; done
   for mode in $decode_modes; do
     for x in $test_sets; do
       dir=$expdir/decode_${mode}_$x
@@ -143,6 +168,9 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  for mode in $decode_modes; do
+    for x in $test_sets; do require 7 $expdir/decode_${mode}_$x/hyp.trn 6; done
+  done
   for mode in $decode_modes; do
     for x in $test_sets; do
       dir=$expdir/decode_${mode}_$x
@@ -159,11 +187,13 @@ fi
 
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   [ -n "$analysis_sets" ] || analysis_sets=$(echo $test_sets | awk '{print $1}')
+  require 8 $expdir/model_avg.pt 5
+  for x in $analysis_sets; do require 8 dump/$x/feats.scp 4; require 8 dump/$x/seq 3; done
   for x in $analysis_sets; do
     log "stage 8: consistency analysis of $expdir on $x -> $expdir/analysis_$x (log: $expdir/analysis_$x.log)"
     python -m toolkit.bin.analyze_alignment --exp $expdir --data dump/$x --out $expdir/analysis_$x \
       --max-utts $analysis_max_utts --num-threads $train_threads > $expdir/analysis_$x.log 2>&1 \
-      || { log "stage 8 failed: see $expdir/analysis_$x.log"; exit 1; }
+      || fail "stage 8: $(tail -n 1 $expdir/analysis_$x.log) (log: $expdir/analysis_$x.log)"
     cat $expdir/analysis_$x/consistency.md
   done
 fi

@@ -27,6 +27,7 @@ from toolkit.data.kaldi_map import read_kaldi_map
 from toolkit.text.seqstore import SeqStore
 from toolkit.utils.cpu import setup_cpu
 from toolkit.utils.fileio import InputError
+from toolkit.utils.cli import cli
 
 log = logging.getLogger("analyze_alignment")
 
@@ -88,31 +89,28 @@ def _collate(items):
     return [u for u, _, _ in items], feats, feat_lens, phones, phone_lens
 
 
+@cli
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     setup_cpu(args.num_threads)
     from toolkit.decode.runner import load_experiment
     from toolkit.train.objective import consistency_features
-    try:
-        exp = load_experiment(args.exp, args.model, device=args.device)
-        norm = exp.config["objective"]["consistency"]["feature_norm"]
-        data = Path(args.data)
-        batches = iter_batches(data, Path(args.seq) if args.seq else data / "seq", exp.cmvn,
-                               args.max_utts, args.batch_size)
-        table, gen, total = ConsistencyTable(), torch.Generator().manual_seed(args.seed), 0
-        with torch.no_grad():
-            for uttids, feats, feat_lens, phones, phone_lens in batches:
-                reps = exp.model.consistency_representations(feats.to(args.device), feat_lens.to(args.device),
-                                                             phones.to(args.device), phone_lens.to(args.device))
-                # what the consistency term compares (per-frame normalised when the objective says so)
-                reps = [(n, consistency_features(a, norm), al, consistency_features(t, norm), tl)
-                        for n, a, al, t, tl in reps]
-                table.add(layer_distances(reps, args.normalize, args.n_random, gen))
-                total += len(uttids)
-    except InputError as e:
-        log.error("%s", e)
-        return 1
+    exp = load_experiment(args.exp, args.model, device=args.device)
+    norm = exp.config["objective"]["consistency"]["feature_norm"]
+    data = Path(args.data)
+    batches = iter_batches(data, Path(args.seq) if args.seq else data / "seq", exp.cmvn,
+                           args.max_utts, args.batch_size)
+    table, gen, total = ConsistencyTable(), torch.Generator().manual_seed(args.seed), 0
+    with torch.no_grad():
+        for uttids, feats, feat_lens, phones, phone_lens in batches:
+            reps = exp.model.consistency_representations(feats.to(args.device), feat_lens.to(args.device),
+                                                         phones.to(args.device), phone_lens.to(args.device))
+            # what the consistency term compares (per-frame normalised when the objective says so)
+            reps = [(n, consistency_features(a, norm), al, consistency_features(t, norm), tl)
+                    for n, a, al, t, tl in reps]
+            table.add(layer_distances(reps, args.normalize, args.n_random, gen))
+            total += len(uttids)
     rows = table.rows()
     paths = write_report(rows, args.out, title=f"{Path(args.exp).name} on {data.name}")
     for r in rows:

@@ -18,6 +18,7 @@ import torch
 
 from toolkit.train.checkpoint import average_state_dicts, list_checkpoints
 from toolkit.utils.fileio import atomic_write
+from toolkit.utils.cli import cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     found = [(s, p) for s, p in list_checkpoints(Path(args.exp) / "checkpoints")
@@ -41,11 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: asked for {args.num} checkpoints, only {len(found)} exist; averaging those",
               file=sys.stderr)
     chosen = [p for _, p in found[-args.num:]]
-    try:
-        avg = average_state_dicts(chosen)
-    except Exception as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    avg = average_state_dicts(chosen)
     with atomic_write(args.out, "wb") as f:
         torch.save(avg, f)
     print(f"averaged {', '.join(p.name for p in chosen)} -> {args.out}")

@@ -28,6 +28,7 @@ import torch
 from toolkit.losses import best_alignment_reference
 from toolkit.losses.best_alignment import alignment_cost_matrix, best_alignment_loss, best_path
 from toolkit.utils.fileio import atomic_write
+from toolkit.utils.cli import cli
 
 FULL_SHAPES = ["32,500,150,256,6", "8,1500,400,512,12"]
 QUICK_SHAPES = ["8,120,40,64,2", "4,300,80,64,3"]
@@ -164,6 +165,7 @@ def _fmt(res):
     return "\n".join([head] + rows)
 
 
+@cli
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)

@@ -23,6 +23,7 @@ import soxr
 
 from toolkit.features.dump import dump_job
 from toolkit.features.fbank import INT16_SCALE, fbank_options
+from toolkit.utils.cli import cli
 
 
 def synthesize(folder: Path, seconds: float, file_seconds: float, rate: int) -> list[np.ndarray]:
@@ -51,6 +52,7 @@ def bare_fbank(samples16k: list[np.ndarray]) -> None:
         np.stack([fb.get_frame(i) for i in range(fb.num_frames_ready)])
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=300.0, help="total audio")

@@ -33,6 +33,7 @@ from toolkit.train.distributed import DistInfo
 from toolkit.train.synthetic import random_sequences
 from toolkit.utils.config import load_yaml
 from toolkit.utils.cpu import setup_cpu
+from toolkit.utils.cli import cli
 
 
 class _Batches:
@@ -109,6 +110,7 @@ def _zero_alignment_loss(speech, speech_lens, text, text_lens, **kwargs):
     return (speech.sum() + text.sum()).mul(0.0).expand(speech.shape[0]), None
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=None, help="timed steps per setting (default: 6 tiny, 2 paper)")

@@ -10,20 +10,17 @@ import logging
 import sys
 
 from toolkit.data.subset import combine_data_dirs
-from toolkit.utils.fileio import InputError
+from toolkit.utils.cli import cli
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="combine_data", description=__doc__.split("\n")[0])
     p.add_argument("dst")
     p.add_argument("srcs", nargs="+")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        out = combine_data_dirs(args.dst, args.srcs)
-    except (InputError, ValueError, OSError) as e:
-        print(f"combine_data: error: {e}", file=sys.stderr)
-        return 1
+    out = combine_data_dirs(args.dst, args.srcs)
     print(f"combine_data: wrote {len(out)} utterances from {len(args.srcs)} dirs to {args.dst}")
     return 0
 

@@ -16,13 +16,14 @@ Streaming reads the waveforms (wav.scp) and feeds them through a StreamingSessio
 ``--chunk-ms`` at a time; full mode reads ``--feats`` and decodes in batches. Writes
 hyp.trn, ref.trn, timing.tsv and rtf.txt (RTF; for streaming also the algorithmic
 latency and per-chunk compute time) in ``--out``. Without ``--job`` or ``--merge`` all
-jobs run here, one after another, then merge. Jobs record the data dir and settings in
-``<out>/jobs/info.json``, so ``--merge`` needs only ``--out`` and ``--nj``.
+jobs run here, one after another, then merge. A job first removes its old outputs, then
+records its data dir, model and settings in ``<out>/jobs/options.<JOB>.json``, so
+``--merge`` needs only ``--out`` and ``--nj``, and refuses jobs that ran with other
+options (e.g. job 1 left over from an earlier decode in another mode).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -33,7 +34,8 @@ from toolkit.data.kaldi_map import c_sort_key
 from toolkit.decode import runner
 from toolkit.features.dump import job_slice
 from toolkit.utils.cpu import setup_cpu
-from toolkit.utils.fileio import InputError, atomic_write
+from toolkit.utils.fileio import atomic_write
+from toolkit.utils.cli import cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -87,22 +89,15 @@ def info_of(args, model) -> dict:
     return info
 
 
-def write_info(args, info: dict) -> None:
-    """What --merge needs later: the data dir, mode and settings of this decode."""
-    with atomic_write(Path(args.out) / "jobs" / "info.json") as f:
-        json.dump({"data": str(args.data), "mode": args.mode, "nj": args.nj, "info": info}, f, indent=1)
+def job_options(args, info: dict) -> dict:
+    """Everything a job's hypotheses depend on (what --merge needs later, and checks jobs agree on)."""
+    model = args.model or str(Path(args.exp) / "model_avg.pt")
+    return {"data": str(args.data), "mode": args.mode, "nj": args.nj, "info": info, "exp": str(args.exp),
+            "model": str(model), "feats": args.feats if args.mode == "full" else None,
+            "batch_size": args.batch_size if args.mode == "full" else None}
 
 
-def read_info(args) -> dict:
-    path = Path(args.out) / "jobs" / "info.json"
-    if not path.exists():
-        raise InputError(path, "missing: no decode job has run in this dir")
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    if meta["nj"] != args.nj:
-        raise InputError(path, f"jobs ran with --nj {meta['nj']}, merge asked for --nj {args.nj}")
-    return meta
-
-
+@cli
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -117,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_cpu(args.num_threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.merge:
-        meta = read_info(args)
+        meta = runner.read_job_options(args.out, args.nj)
         data, mode, info = args.data or meta["data"], meta["mode"], meta["info"]
         refs = runner.read_references(data)
     else:
@@ -125,9 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         refs = runner.read_references(data)
         exp = runner.load_experiment(args.exp, args.model, args.device)
         info = info_of(args, exp.model)
-        runner.clear_merged(args.out)
-        write_info(args, info)
         for job in ([args.job] if args.job is not None else range(1, args.nj + 1)):
+            runner.start_job(args.out, job, job_options(args, info))
             decode_job(args, exp, refs, job)
         if args.job is not None:
             return 0

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import multiprocessing
 import sys
 
 from toolkit.features.dump import dump_job, merge_jobs
 from toolkit.features.fbank import FbankExtractor
-from toolkit.utils.fileio import InputError
+from toolkit.utils.cli import cli
+from toolkit.utils.parallel import imap_processes
 
 log = logging.getLogger("dump_feats")
 
@@ -40,6 +40,7 @@ def _run_job(kwargs: dict) -> int:
     return dump_job(**kwargs)
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="Kaldi data dir (wav.scp [segments] [text])")
@@ -59,22 +60,15 @@ def main(argv=None) -> int:
     common = dict(data_dir=args.data, out=args.out, nj=args.nj, compress=args.compress,
                   speeds=args.speed_perturb or (1.0,),
                   extractor=FbankExtractor(args.num_mel_bins, dither=args.dither))
-    try:
-        if args.merge:
-            log.info("wrote %s", merge_jobs(args.data, args.out, args.nj, args.speed_perturb))
-        elif args.job is not None:
-            dump_job(job=args.job, **common)
-        else:
-            jobs = [dict(common, job=j) for j in range(1, args.nj + 1)]
-            if args.nj == 1:
-                _run_job(jobs[0])
-            else:
-                with multiprocessing.get_context("fork").Pool(args.nj) as pool:
-                    pool.map(_run_job, jobs, chunksize=1)
-            log.info("wrote %s", merge_jobs(args.data, args.out, args.nj, args.speed_perturb))
-    except (InputError, ValueError, OSError) as e:
-        log.error("%s", e)
-        return 1
+    if args.merge:
+        log.info("wrote %s", merge_jobs(args.data, args.out, args.nj, args.speed_perturb))
+    elif args.job is not None:
+        dump_job(job=args.job, **common)
+    else:  # a failing job ends the run with its message (the other jobs are stopped)
+        jobs = [dict(common, job=j) for j in range(1, args.nj + 1)]
+        for _ in imap_processes(_run_job, jobs, args.nj):
+            pass
+        log.info("wrote %s", merge_jobs(args.data, args.out, args.nj, args.speed_perturb))
     return 0
 
 

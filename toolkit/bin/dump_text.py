@@ -20,6 +20,7 @@ from toolkit.data.kaldi_map import iter_kaldi_map, read_kaldi_map
 from toolkit.text.seqstore import SeqStoreWriter
 from toolkit.text.text2ids import TextToIds
 from toolkit.utils.fileio import InputError
+from toolkit.utils.cli import cli
 
 log = logging.getLogger("dump_text")
 
@@ -55,6 +56,7 @@ def dump_text(lang_dir: str, bpe_model: str, text: str, out: str, oov: str = "ph
     return conv
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lang-dir", required=True)
@@ -65,11 +67,7 @@ def main(argv=None) -> int:
     p.add_argument("--utt2lang", help="uttid -> espeak language code (multilingual lang dir)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        dump_text(args.lang_dir, args.bpe_model, args.text, args.out, args.oov, args.utt2lang)
-    except (InputError, ValueError, OSError) as e:
-        log.error("%s", e)
-        return 1
+    dump_text(args.lang_dir, args.bpe_model, args.text, args.out, args.oov, args.utt2lang)
     return 0
 
 

@@ -11,18 +11,15 @@ import argparse
 import sys
 
 from toolkit.data.fix import fix_data_dir
-from toolkit.utils.fileio import InputError
+from toolkit.utils.cli import cli
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="fix_data_dir", description=__doc__.split("\n")[0])
     p.add_argument("data_dir")
     args = p.parse_args(argv)
-    try:
-        report = fix_data_dir(args.data_dir)
-    except (InputError, OSError) as e:
-        print(f"fix_data_dir: error: {e}", file=sys.stderr)
-        return 1
+    report = fix_data_dir(args.data_dir)
     print(f"fix_data_dir: {report}")
     return 0
 

@@ -36,6 +36,7 @@ from toolkit.text.lexicon import (collect_vocab, collect_vocab_by_language, merg
                                   write_lexicon, write_multilingual, write_phones)
 from toolkit.text.phonemize import WordPhonemizer
 from toolkit.utils.fileio import InputError, atomic_write
+from toolkit.utils.cli import cli
 
 log = logging.getLogger("make_lexicon")
 
@@ -104,6 +105,7 @@ def bench(n_words: int, lang: str, nj: int) -> float:
     return per10k
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--text", action="append", default=[], help="Kaldi text file (repeatable)")
@@ -125,22 +127,18 @@ def main(argv=None) -> int:
         return 0
     if not args.out:
         p.error("--out is required")
-    try:
-        if args.merge_phones:
-            table = merge_lang_dirs(args.merge_phones, args.out)
-            log.info("merged %s into %s: %d phone symbols", " ".join(args.merge_phones), args.out, len(table))
+    if args.merge_phones:
+        table = merge_lang_dirs(args.merge_phones, args.out)
+        log.info("merged %s into %s: %d phone symbols", " ".join(args.merge_phones), args.out, len(table))
+    else:
+        if not args.text:
+            p.error("give at least one --text (or --merge-phones)")
+        if args.utt2lang:
+            langs = [x for item in args.langs or [] for x in item.split(",") if x]
+            build_multilingual_lang_dir(args.text, args.utt2lang, langs, args.out, args.nj, args.cache,
+                                        args.with_stress, default_lang=args.lang)
         else:
-            if not args.text:
-                p.error("give at least one --text (or --merge-phones)")
-            if args.utt2lang:
-                langs = [x for item in args.langs or [] for x in item.split(",") if x]
-                build_multilingual_lang_dir(args.text, args.utt2lang, langs, args.out, args.nj, args.cache,
-                                            args.with_stress, default_lang=args.lang)
-            else:
-                build_lang_dir(args.text, args.lang or "en-us", args.out, args.nj, args.cache, args.with_stress)
-    except (InputError, ValueError, OSError) as e:
-        log.error("%s", e)
-        return 1
+            build_lang_dir(args.text, args.lang or "en-us", args.out, args.nj, args.cache, args.with_stress)
     return 0
 
 

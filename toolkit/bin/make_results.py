@@ -22,6 +22,7 @@ from toolkit.data.kaldi_map import read_kaldi_map
 from toolkit.scoring.score import Counts, build_result
 from toolkit.scoring.sclite import parse_pra, parse_sys
 from toolkit.utils.fileio import InputError, atomic_write
+from toolkit.utils.cli import cli
 
 HEADER = "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|\n|---|---|---|---|---|---|---|---|---|"
 
@@ -133,6 +134,7 @@ def make_results(exp: Path, utt2lang_path: str | None = None) -> str:
     return "\n".join(out)
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp", required=True, help="experiment dir exp/<tag>")

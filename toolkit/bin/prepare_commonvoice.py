@@ -15,9 +15,10 @@ import argparse
 import sys
 
 from toolkit.data.corpora import normalize_sentence, read_commonvoice, save_data_dir, write_text_only
-from toolkit.utils.fileio import InputError
+from toolkit.utils.cli import cli
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m toolkit.bin.prepare_commonvoice", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
@@ -31,16 +32,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.corpus and not args.split:
         p.error("--corpus needs --split")
-    try:
-        if args.corpus:
-            d = save_data_dir(read_commonvoice(args.corpus, args.split, args.lang), args.out)
-            print(f"prepare_commonvoice: {len(d)} utterances, {len(d.spk2utt)} speakers -> {args.out}")
-        else:
-            n = write_text_only(args.text_only, args.out, max_lines=args.max_lines, normalize=normalize_sentence,
-                                prefix=args.prefix)
-            print(f"prepare_commonvoice: {n} text-only sentences -> {args.out}/text")
-    except InputError as e:
-        sys.exit(f"prepare_commonvoice: {e}")
+    if args.corpus:
+        d = save_data_dir(read_commonvoice(args.corpus, args.split, args.lang), args.out)
+        print(f"prepare_commonvoice: {len(d)} utterances, {len(d.spk2utt)} speakers -> {args.out}")
+    else:
+        n = write_text_only(args.text_only, args.out, max_lines=args.max_lines, normalize=normalize_sentence,
+                            prefix=args.prefix)
+        print(f"prepare_commonvoice: {n} text-only sentences -> {args.out}/text")
     return 0
 
 

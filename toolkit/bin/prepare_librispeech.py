@@ -14,9 +14,10 @@ import argparse
 import sys
 
 from toolkit.data.corpora import read_librispeech, save_data_dir, write_text_only
-from toolkit.utils.fileio import InputError
+from toolkit.utils.cli import cli
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m toolkit.bin.prepare_librispeech", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
@@ -28,15 +29,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.corpus and not args.subset:
         p.error("--corpus needs --subset")
-    try:
-        if args.corpus:
-            d = save_data_dir(read_librispeech(args.corpus, args.subset), args.out)
-            print(f"prepare_librispeech: {len(d)} utterances, {len(d.spk2utt)} speakers -> {args.out}")
-        else:
-            n = write_text_only(args.lm_text, args.out, max_lines=args.max_lines)
-            print(f"prepare_librispeech: {n} text-only sentences -> {args.out}/text")
-    except InputError as e:
-        sys.exit(f"prepare_librispeech: {e}")
+    if args.corpus:
+        d = save_data_dir(read_librispeech(args.corpus, args.subset), args.out)
+        print(f"prepare_librispeech: {len(d)} utterances, {len(d.spk2utt)} speakers -> {args.out}")
+    else:
+        n = write_text_only(args.lm_text, args.out, max_lines=args.max_lines)
+        print(f"prepare_librispeech: {n} text-only sentences -> {args.out}/text")
     return 0
 
 

@@ -15,9 +15,10 @@ import argparse
 import sys
 
 from toolkit.data.corpora import read_mls, save_data_dir, write_text_only
-from toolkit.utils.fileio import InputError
+from toolkit.utils.cli import cli
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m toolkit.bin.prepare_mls", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
@@ -31,18 +32,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.corpus and not args.split:
         p.error("--corpus needs --split")
-    try:
-        if args.corpus:
-            utts = read_mls(args.corpus, args.split, args.lang)
-            if utts and utts[0].lang is None:
-                p.error(f"cannot tell the language of {args.corpus}: pass --lang")
-            d = save_data_dir(utts, args.out)
-            print(f"prepare_mls: {len(d)} utterances, {len(d.spk2utt)} speakers -> {args.out}")
-        else:
-            n = write_text_only(args.lm_text, args.out, max_lines=args.max_lines, prefix=args.prefix)
-            print(f"prepare_mls: {n} text-only sentences -> {args.out}/text")
-    except InputError as e:
-        sys.exit(f"prepare_mls: {e}")
+    if args.corpus:
+        utts = read_mls(args.corpus, args.split, args.lang)
+        if utts and utts[0].lang is None:
+            p.error(f"cannot tell the language of {args.corpus}: pass --lang")
+        d = save_data_dir(utts, args.out)
+        print(f"prepare_mls: {len(d)} utterances, {len(d.spk2utt)} speakers -> {args.out}")
+    else:
+        n = write_text_only(args.lm_text, args.out, max_lines=args.max_lines, prefix=args.prefix)
+        print(f"prepare_mls: {n} text-only sentences -> {args.out}/text")
     return 0
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from toolkit.utils.config import ConfigError, dump_yaml, load_yaml
-from toolkit.utils.fileio import InputError
+from toolkit.utils.config import dump_yaml, load_yaml
+from toolkit.utils.cli import cli
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML with model / model_conf (other top-level keys are ignored)")
@@ -30,28 +31,24 @@ def main(argv=None) -> int:
 
     from toolkit.models import build_model, count_parameters, resolve_model_config
 
-    try:
-        config = load_yaml(args.config) if args.config else {}
-        for key, val in (("vocab_size", args.vocab_size), ("num_phones", args.num_phones)):
-            if val is not None:
-                config[key] = val
-        resolved = resolve_model_config(config)
-        out = {k: resolved[k] for k in ("model", "model_conf")}
-        for key in ("vocab_size", "num_phones"):
-            if key in config:
-                out[key] = config[key]
-        sys.stdout.write(dump_yaml(out, args.out))
-        if args.count_parameters:
-            config.setdefault("vocab_size", 256)
-            config.setdefault("num_phones", 64)
-            counts = count_parameters(build_model(config))
-            print(f"# parameters (vocab_size={config['vocab_size']}, num_phones={config['num_phones']}):",
-                  file=sys.stderr)
-            for name, n in counts.items():
-                print(f"#   {name:18s} {n:>12,d}", file=sys.stderr)
-    except (ConfigError, InputError) as e:
-        print(f"print_model_config: error: {e}", file=sys.stderr)
-        return 1
+    config = load_yaml(args.config) if args.config else {}
+    for key, val in (("vocab_size", args.vocab_size), ("num_phones", args.num_phones)):
+        if val is not None:
+            config[key] = val
+    resolved = resolve_model_config(config)
+    out = {k: resolved[k] for k in ("model", "model_conf")}
+    for key in ("vocab_size", "num_phones"):
+        if key in config:
+            out[key] = config[key]
+    sys.stdout.write(dump_yaml(out, args.out))
+    if args.count_parameters:
+        config.setdefault("vocab_size", 256)
+        config.setdefault("num_phones", 64)
+        counts = count_parameters(build_model(config))
+        print(f"# parameters (vocab_size={config['vocab_size']}, num_phones={config['num_phones']}):",
+              file=sys.stderr)
+        for name, n in counts.items():
+            print(f"#   {name:18s} {n:>12,d}", file=sys.stderr)
     return 0
 
 

@@ -21,6 +21,7 @@ from toolkit.scoring.score import check_same_ids, score
 from toolkit.scoring.sclite import find_sclite, run_sclite
 from toolkit.scoring.trn import read_trn
 from toolkit.utils.fileio import InputError, atomic_write
+from toolkit.utils.cli import cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -36,6 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     refs, hyps = read_trn(args.ref), read_trn(args.hyp)

@@ -10,20 +10,17 @@ import argparse
 import sys
 
 from toolkit.data.split import split_data_dir
-from toolkit.utils.fileio import InputError
+from toolkit.utils.cli import cli
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="split_data", description=__doc__.split("\n")[0])
     p.add_argument("--per-utt", action="store_true", help="split by utterance, not by speaker")
     p.add_argument("data_dir")
     p.add_argument("num_parts", type=int)
     args = p.parse_args(argv)
-    try:
-        parts = split_data_dir(args.data_dir, args.num_parts, by_speaker=not args.per_utt)
-    except (InputError, ValueError, OSError) as e:
-        print(f"split_data: error: {e}", file=sys.stderr)
-        return 1
+    parts = split_data_dir(args.data_dir, args.num_parts, by_speaker=not args.per_utt)
     print(f"split_data: wrote {len(parts)} parts under {parts[0].parent}")
     return 0
 

@@ -17,6 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
+from toolkit.utils.cli import cli
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,6 +32,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

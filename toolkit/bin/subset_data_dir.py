@@ -11,7 +11,8 @@ import argparse
 import sys
 
 from toolkit.data.subset import subset_data_dir
-from toolkit.utils.fileio import InputError, read_lines
+from toolkit.utils.fileio import read_lines
+from toolkit.utils.cli import cli
 
 
 def _read_ids(path: str) -> list[str]:
@@ -19,6 +20,7 @@ def _read_ids(path: str) -> list[str]:
     return [line.split()[0] for _, line in read_lines(path) if line.strip()]
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="subset_data_dir", description=__doc__.split("\n")[0])
     how = p.add_mutually_exclusive_group(required=True)
@@ -28,13 +30,9 @@ def main(argv=None) -> int:
     p.add_argument("src")
     p.add_argument("dst")
     args = p.parse_args(argv)
-    try:
-        sub = subset_data_dir(args.src, args.dst, first=args.first,
-                              utt_list=_read_ids(args.utt_list) if args.utt_list else None,
-                              speakers=_read_ids(args.spk_list) if args.spk_list else None)
-    except (InputError, ValueError, OSError) as e:
-        print(f"subset_data_dir: error: {e}", file=sys.stderr)
-        return 1
+    sub = subset_data_dir(args.src, args.dst, first=args.first,
+                          utt_list=_read_ids(args.utt_list) if args.utt_list else None,
+                          speakers=_read_ids(args.spk_list) if args.spk_list else None)
     print(f"subset_data_dir: wrote {len(sub)} utterances, {len(sub.spk2utt)} speakers to {args.dst}")
     return 0
 

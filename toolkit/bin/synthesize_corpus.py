@@ -19,6 +19,7 @@ import sys
 
 from toolkit.synth.corpus import LAYOUTS, plan_corpus, write_corpus
 from toolkit.synth.grammar import available_languages
+from toolkit.utils.cli import cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,26 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     counts = {"train": args.num_train, "dev": args.num_dev, "test": args.num_test}
     speakers = {"train": args.num_train_speakers, "dev": args.num_dev_speakers, "test": args.num_test_speakers}
     for name, n in [*counts.items(), ("text-only", args.num_text_only), *speakers.items()]:
         if n < 0:
-            sys.exit(f"synthesize_corpus: --num-{name} must be >= 0")
+            raise ValueError(f"--num-{name} must be >= 0")
     if any(counts[s] > 0 and speakers[s] < 1 for s in counts):
-        sys.exit("synthesize_corpus: every non-empty split needs at least one speaker")
-    try:
-        plan = plan_corpus(args.layout, args.lang, args.seed, counts, args.num_text_only, speakers,
-                           args.utts_per_chapter)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"synthesize_corpus: {e}")
+        raise ValueError("every non-empty split needs at least one speaker")
+    plan = plan_corpus(args.layout, args.lang, args.seed, counts, args.num_text_only, speakers,
+                       args.utts_per_chapter)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "nj", "overwrite", "no_progress")}
-    try:
-        stats = write_corpus(plan, args.out, settings, nj=args.nj, overwrite=args.overwrite,
-                             progress=not args.no_progress)
-    except (FileExistsError, ValueError, RuntimeError) as e:  # RuntimeError: an espeak child failed
-        sys.exit(f"synthesize_corpus: {e}")
+    stats = write_corpus(plan, args.out, settings, nj=args.nj, overwrite=args.overwrite,
+                         progress=not args.no_progress)
     if stats["skipped"]:
         print(f"synthesize_corpus: {args.out}/{plan.root} is already complete for these settings; skipped")
         return 0

@@ -31,7 +31,9 @@ A train config holds the training keys (see toolkit/train/config.py) and the mod
 inline (``model:``, ``model_conf:``) or by reference (``model_config: model_tiny.yaml``,
 looked up beside the config, then in the working dir, then toolkit/resources/conf/).
 ``--resume`` is safe on a fresh experiment (it starts from scratch); without it an
-experiment dir that already has checkpoints is refused.
+experiment dir that already has checkpoints is refused. When checkpoints exist but none
+is readable, ``--resume`` stops with an error and changes nothing (no fresh start over the
+old run's files): restore them, or start again with a new ``--exp``.
 Writes exp/<tag>/{config.yaml, run.sh, train.log, losses.tsv, tensorboard/, checkpoints/}.
 """
 from __future__ import annotations
@@ -42,7 +44,7 @@ import sys
 
 from toolkit.train.config import fill_data_paths, fill_model_defaults, resolve_config
 from toolkit.utils.config import ConfigError, dump_yaml
-from toolkit.utils.fileio import InputError
+from toolkit.utils.cli import cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -66,31 +68,25 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli
 def main(argv: list[str] | None = None, build_model=None) -> int:
     """``build_model(model_config_dict) -> nn.Module`` replaces toolkit.models.build_model (tests)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = get_parser().parse_args(argv)
-    try:
-        conf = fill_model_defaults(resolve_config(args.config, args.set))
-        conf = fill_data_paths(conf, args.train_data, args.valid_data, args.text_data, args.lang_dir, args.cmvn,
-                               args.bpe_model)
-    except (ConfigError, InputError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    conf = fill_model_defaults(resolve_config(args.config, args.set))
+    conf = fill_data_paths(conf, args.train_data, args.valid_data, args.text_data, args.lang_dir, args.cmvn,
+                           args.bpe_model)
     if args.print_config:
         print(dump_yaml(conf), end="")
         return 0
     if not args.exp:
-        print("error: --exp is required", file=sys.stderr)
-        return 2
+        raise ConfigError("--exp is required")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if args.ngpu > 1 and world == 1:
-        print(f"error: --ngpu {args.ngpu} in a single process; launch with "
-              f"torchrun --nproc_per_node {args.ngpu} -m toolkit.bin.train ...", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--ngpu {args.ngpu} in a single process; launch with "
+                          f"torchrun --nproc_per_node {args.ngpu} -m toolkit.bin.train ...")
     if args.num_threads < 0:
-        print(f"error: --num-threads must be >= 0, got {args.num_threads}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--num-threads must be >= 0, got {args.num_threads}")
     from toolkit.utils.cpu import setup_cpu
     setup_cpu(args.num_threads)
     from toolkit.train.distributed import cleanup, init_distributed
@@ -98,9 +94,6 @@ def main(argv: list[str] | None = None, build_model=None) -> int:
     info = init_distributed(args.ngpu)
     try:
         run_training(conf, args.exp, info, argv, resume=args.resume, build_model=build_model)
-    except (ConfigError, InputError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     finally:
         cleanup()
     return 0

@@ -15,11 +15,12 @@ import logging
 import sys
 
 from toolkit.text.wordpiece import train_wordpiece
-from toolkit.utils.fileio import InputError
+from toolkit.utils.cli import cli
 
 log = logging.getLogger("train_wordpiece")
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--text", action="append", required=True, help="Kaldi text file (repeatable)")
@@ -30,12 +31,8 @@ def main(argv=None) -> int:
     p.add_argument("--character-coverage", type=float, default=1.0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        model = train_wordpiece(args.text, args.vocab_size, args.out, args.model_type,
-                                args.max_sentences, args.character_coverage)
-    except (InputError, ValueError, RuntimeError, OSError) as e:
-        log.error("%s", e)
-        return 1
+    model = train_wordpiece(args.text, args.vocab_size, args.out, args.model_type,
+                            args.max_sentences, args.character_coverage)
     log.info("wrote %s and %s/tokens.txt", model, args.out)
     return 0
 

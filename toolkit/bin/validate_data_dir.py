@@ -4,7 +4,8 @@ Usage:
     python -m toolkit.bin.validate_data_dir data/train
     python -m toolkit.bin.validate_data_dir --no-check-audio --allow-empty-text data/dev
 
-Exit status 1 when there is an error (or, with --strict, a warning); 0 otherwise.
+Exit status 2 (bad input, as every CLI: toolkit/utils/cli.py) when there is an error (or, with
+--strict, a warning); 0 otherwise.
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import argparse
 import sys
 
 from toolkit.data.validate import validate_data_dir
+from toolkit.utils.cli import EXIT_USER, cli
 
 
+@cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="validate_data_dir", description=__doc__.split("\n")[0])
     p.add_argument("data_dir")
@@ -30,7 +33,7 @@ def main(argv=None) -> int:
     if errors or (args.strict and warnings):
         print(f"validate_data_dir: {args.data_dir}: {errors} error(s), {warnings} warning(s); "
               f"many are fixed by utils/fix_data_dir.sh {args.data_dir}", file=sys.stderr)
-        return 1
+        return EXIT_USER
     print(f"validate_data_dir: {args.data_dir}: OK" + (f" ({warnings} warning(s))" if warnings else ""))
     return 0
 

@@ -26,6 +26,9 @@ class NotContiguousError(ValueError):
         super().__init__(f"item {index + 1}: group '{group}' appears again after other groups (not contiguous)")
         self.index, self.group = index, group
 
+    def __reduce__(self):
+        return type(self), (self.index, self.group)
+
 
 def split_keep_groups(groups: Sequence[Hashable], n_parts: int) -> list[range]:
     """Contiguous ranges over items labelled ``groups[i]`` that never cut a group, balanced by size.

@@ -1,13 +1,17 @@
 """Decode a data set with a trained experiment: full-context batches or streaming sessions.
 
 A decode is split into jobs (contiguous slices of the C-sorted utterance ids, as
-``split_scp.pl``); job ``j`` writes ``<out>/jobs/hyp.<j>.trn`` and ``timing.<j>.tsv``;
-:func:`merge_jobs` then writes ``hyp.trn``, ``ref.trn``, ``timing.tsv`` and, last,
-``rtf.txt``, only when every reference utterance has a hypothesis.
+``split_scp.pl``); job ``j`` first removes its old outputs and records the options it
+runs with in ``<out>/jobs/options.<j>.json``, then writes ``timing.<j>.tsv`` and, last,
+``hyp.<j>.trn``; :func:`merge_jobs` then writes ``hyp.trn``, ``ref.trn``, ``timing.tsv``
+and, last, ``rtf.txt``, only when every job finished with the same options (a job left
+from an earlier decode with other options is refused, never mixed in) and every
+reference utterance has a hypothesis.
 RTF = compute time / audio duration (features: ``(T - 1) * 10 ms + 25 ms`` of audio).
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -62,16 +66,23 @@ def load_experiment(exp_dir: str | os.PathLike, model_path: str | os.PathLike | 
     from toolkit.models import build_model
 
     exp_dir = Path(exp_dir)
+    if not (exp_dir / "config.yaml").exists():
+        raise InputError(exp_dir / "config.yaml", "missing: stage 5 (training) writes it")
     config = load_yaml(exp_dir / "config.yaml")
     model_path = Path(model_path) if model_path else exp_dir / "model_avg.pt"
     model = build_model(config)
-    try:
+    if not model_path.exists():
+        raise InputError(model_path, "missing: stage 5 (training + averaging) writes it")
+    try:  # truncated zip, bad pickle, I/O error: all mean "unusable"
         state = torch.load(model_path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as e:
-        raise InputError(model_path, f"cannot load model: {e}") from None
+    except Exception as e:
+        raise InputError(model_path, f"cannot load model ({type(e).__name__}: {e})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):  # a training checkpoint
         state = state["model"]
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise InputError(model_path, f"does not fit the model of {exp_dir / 'config.yaml'}: {e}") from None
     model.to(device).eval()
     cmvn = GlobalCMVN.load(_config_path(config, "cmvn", exp_dir))
     sp = load_sentencepiece(_config_path(config, "bpe_model", exp_dir))
@@ -139,13 +150,45 @@ def decode_streaming(exp: Experiment, audio: Iterable[tuple[str, np.ndarray]], m
 
 # --- job files -------------------------------------------------------------------------------
 
-def job_files(out_dir: Path, job: int) -> tuple[Path, Path]:
-    return out_dir / "jobs" / f"hyp.{job}.trn", out_dir / "jobs" / f"timing.{job}.tsv"
+def job_files(out_dir: Path, job: int) -> tuple[Path, Path, Path]:
+    """hyp.<job>.trn, timing.<job>.tsv and options.<job>.json of one job."""
+    jobs = out_dir / "jobs"
+    return jobs / f"hyp.{job}.trn", jobs / f"timing.{job}.tsv", jobs / f"options.{job}.json"
+
+
+def start_job(out_dir: str | os.PathLike, job: int, options: dict) -> None:
+    """Before decoding: drop this job's old outputs and the merged ones, record its options."""
+    out_dir = Path(out_dir)
+    clear_merged(out_dir)
+    for path in job_files(out_dir, job):
+        path.unlink(missing_ok=True)
+    with atomic_write(job_files(out_dir, job)[2]) as f:
+        json.dump(options, f, indent=1, sort_keys=True)
+
+
+def read_job_options(out_dir: str | os.PathLike, nj: int) -> dict:
+    """The options all ``nj`` jobs ran with; InputError for another --nj, a missing or mixed job."""
+    out_dir = Path(out_dir)
+    found = {j: job_files(out_dir, j)[2] for j in range(1, nj + 1) if job_files(out_dir, j)[2].exists()}
+    options = {j: json.loads(p.read_text(encoding="utf-8")) for j, p in found.items()}
+    for j, opts in options.items():
+        if opts.get("nj") != nj:
+            raise InputError(found[j], f"jobs ran with --nj {opts.get('nj')}, merge asked for --nj {nj}")
+    missing = [str(path) for j in range(1, nj + 1) for path in job_files(out_dir, j)[::2] if not path.exists()]
+    if missing:
+        raise InputError(out_dir, f"decode jobs did not finish (missing {', '.join(missing)}); see {out_dir}/log")
+    for j, opts in options.items():
+        if opts != options[1]:
+            diff = sorted(k for k in set(opts) | set(options[1]) if opts.get(k) != options[1].get(k))
+            raise InputError(found[j], f"job {j} ran with other options than job 1 ({', '.join(diff)}: "
+                                       f"{[opts.get(k) for k in diff]} vs {[options[1].get(k) for k in diff]}); "
+                                       "a mix of two decodes: rerun all jobs")
+    return options[1]
 
 
 def write_job(out_dir: str | os.PathLike, job: int, results: Sequence[UttDecode]) -> None:
     """Timing first, hypotheses last: hyp.<job>.trn existing means the job finished."""
-    hyp, timing = job_files(Path(out_dir), job)
+    hyp, timing, _ = job_files(Path(out_dir), job)
     with atomic_write(timing) as f:
         f.write("#uttid\taudio_s\tcompute_s\trtf\tchunk_compute_ms\n")
         for r in results:
@@ -177,15 +220,14 @@ def read_timing(path: Path) -> list[tuple[str, float, float, list[float]]]:
 
 def merge_jobs(out_dir: str | os.PathLike, nj: int, refs: dict[str, str], mode: str,
                info: dict | None = None) -> dict:
-    """Write hyp.trn/ref.trn/timing.tsv/rtf.txt if every job finished and covers every reference."""
+    """Write hyp.trn/ref.trn/timing.tsv/rtf.txt if every job finished, with the same options
+    (see :func:`read_job_options`), and the jobs cover every reference."""
     out_dir = Path(out_dir)
-    missing = [str(job_files(out_dir, j)[0]) for j in range(1, nj + 1) if not job_files(out_dir, j)[0].exists()]
-    if missing:
-        raise InputError(out_dir, f"decode jobs did not finish (missing {', '.join(missing)}); see {out_dir}/log")
+    read_job_options(out_dir, nj)
     hyps: dict[str, str] = {}
     timing = []
     for j in range(1, nj + 1):
-        hyp_path, timing_path = job_files(out_dir, j)
+        hyp_path, timing_path, _ = job_files(out_dir, j)
         for uttid, text in read_trn(hyp_path).items():
             if uttid in hyps:
                 raise InputError(hyp_path, f"utterance '{uttid}' also decoded by another job")

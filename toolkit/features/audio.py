@@ -3,11 +3,19 @@
 ``wav.scp`` values are a path (anything libsndfile reads: wav, flac, ogg, mp3) or a shell
 command ending in ``|`` whose stdout is audio. ``segments`` cut a recording by seconds.
 Every failure raises :class:`~toolkit.utils.fileio.InputError` naming the utterance and
-the file (or command). Multi-channel audio uses channel 0, as Kaldi does.
+the file (or command).
+
+Policies (never silent: callers count them, the dump reports them in its log):
+- multi-channel audio is mixed down to mono (the mean of the channels), not channel 0
+  alone, so speech on any channel is kept;
+- a WAV file shorter than its header declares (a copy cut short) is an error, not half
+  the features; a damaged FLAC fails to decode, also an error;
+- other sample rates are resampled (soxr HQ) to the target rate.
 """
 from __future__ import annotations
 
 import io
+import struct
 import subprocess
 
 import numpy as np
@@ -19,8 +27,33 @@ from toolkit.utils.fileio import InputError
 MIN_SAMPLE_RATE = 8000  # below this fbank up to 8 kHz would be mostly empty bands
 
 
-def read_recording(spec: str, uttid: str) -> tuple[np.ndarray, int]:
-    """``(samples float32 (N,) in [-1, 1], sample_rate)`` of a wav.scp value."""
+# a streaming writer (sox to a pipe) cannot know the size: these mean "unknown"
+_UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF, 0x7FFFF000, 0x7FFFFFFF)
+
+
+def declared_wav_frames(head: bytes) -> int | None:
+    """Sample frames a RIFF/WAVE header's data chunk declares; None if not a WAV or unknown.
+
+    ``head`` is the start of the file (the chunks before ``data``; 64 KiB is plenty).
+    """
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, block_align = 12, 0
+    while pos + 8 <= len(head):
+        chunk, size = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
+        if chunk == b"fmt " and pos + 22 <= len(head):
+            block_align = struct.unpack("<H", head[pos + 20:pos + 22])[0]
+        if chunk == b"data":
+            return size // block_align if block_align and size not in _UNKNOWN_WAV_SIZES else None
+        pos += 8 + size + (size & 1)  # chunks are word-aligned
+    return None
+
+
+def read_recording(spec: str, uttid: str, stats: dict | None = None) -> tuple[np.ndarray, int]:
+    """``(samples float32 (N,) in [-1, 1], sample_rate)`` of a wav.scp value, mixed down to mono.
+
+    ``stats`` (optional) counts ``mixed_down`` recordings, for the caller's summary.
+    """
     spec = spec.strip()
     if spec.endswith("|"):
         cmd = spec[:-1].strip()
@@ -31,14 +64,28 @@ def read_recording(spec: str, uttid: str) -> tuple[np.ndarray, int]:
         if proc.returncode != 0:
             err = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
             raise InputError(cmd, f"utterance '{uttid}': command exited with {proc.returncode}: {err[0]}")
-        source, where = io.BytesIO(proc.stdout), cmd
+        source, where, head = io.BytesIO(proc.stdout), cmd, proc.stdout[:65536]
     else:
         source, where = spec, spec
+        try:
+            with open(spec, "rb") as f:
+                head = f.read(65536)
+        except OSError:
+            head = b""  # sf.read below names the problem
     try:
         samples, rate = sf.read(source, dtype="float32", always_2d=True)  # (N, C)
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         raise InputError(where, f"utterance '{uttid}': cannot read audio: {e}") from None
-    return np.ascontiguousarray(samples[:, 0]), rate
+    declared = declared_wav_frames(head)
+    if declared is not None and len(samples) < declared:
+        raise InputError(where, f"utterance '{uttid}': truncated audio: the WAV header declares {declared} "
+                                f"samples ({declared / rate:.2f} s), the file holds {len(samples)} "
+                                f"({len(samples) / rate:.2f} s)")
+    if samples.shape[1] == 1:
+        return np.ascontiguousarray(samples[:, 0]), rate
+    if stats is not None:
+        stats["mixed_down"] = stats.get("mixed_down", 0) + 1
+    return samples.mean(axis=1, dtype=np.float32), rate
 
 
 def cut_segment(samples: np.ndarray, rate: int, start: float, end: float, uttid: str, where: str) -> np.ndarray:

@@ -5,7 +5,14 @@ Job ``j`` of ``nj`` takes the j-th contiguous slice of the utterances (as
 and ``dump_conf.<j>`` (its options).
 :func:`merge_jobs` writes ``utt2num_frames`` and, last, ``feats.scp`` only when every job's
 outputs exist and cover exactly the expected utterances; a job that starts deletes the
-merged files, so a stale ``feats.scp`` never points into a rewritten ark.
+merged files, so a stale ``feats.scp`` never points into a rewritten ark, and the temp
+files a killed run of the same job left behind.
+
+Each job also writes ``dump_stats.<j>`` (what it did beyond reading 16 kHz mono audio:
+utterances resampled from each rate, recordings mixed down to mono, utterances implausibly
+short for their transcript, i.e. fewer than MIN_FRAMES_PER_CHAR frames per transcript
+character); the job logs it and the merge logs the total. Truncated and multi-channel
+audio: see :mod:`toolkit.features.audio`.
 """
 from __future__ import annotations
 
@@ -25,6 +32,8 @@ from toolkit.features.fbank import SAMPLE_RATE, FbankExtractor
 from toolkit.utils.fileio import InputError
 
 log = logging.getLogger(__name__)
+MIN_FRAMES_PER_CHAR = 2.0  # ~50 characters a second: no speech is that fast, audio is missing
+NAMED_WARNINGS = 5  # per job, the rest are counted
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,31 @@ def job_paths(out: Path, job: int) -> tuple[Path, Path, Path, Path]:
             out / f"dump_conf.{job}")
 
 
+def stats_path(out: Path, job: int) -> Path:
+    return out / f"dump_stats.{job}"
+
+
+def remove_stale_temp_files(out: Path, names: list[str]) -> None:
+    """Temp files (``.<name>.*.tmp``) that a killed run writing ``names`` left behind."""
+    for name in names:
+        for tmp in out.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def check_duration(stats: dict, key: str, frames: int, transcript: str | None, where: str) -> None:
+    """Count (and name the first few) utterances too short for their transcript."""
+    chars = len("".join((transcript or "").split()))
+    if chars and frames < MIN_FRAMES_PER_CHAR * chars:
+        stats["implausibly_short"] = stats.get("implausibly_short", 0) + 1
+        if stats["implausibly_short"] <= NAMED_WARNINGS:
+            log.warning("%s: utterance '%s': %d frames for a %d-character transcript (< %g per character): "
+                        "truncated audio or a wrong transcript?", where, key, frames, chars, MIN_FRAMES_PER_CHAR)
+
+
+def format_stats(stats: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) or "nothing to report"
+
+
 def format_speeds(speeds) -> str:
     return ",".join(f"{f:g}" for f in speeds)
 
@@ -104,10 +138,14 @@ def dump_job(data_dir: str | os.PathLike, out: str | os.PathLike, nj: int = 1, j
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ark, scp, u2nf, conf = job_paths(out, job)
-    for stale in (out / "feats.scp", out / "utt2num_frames", scp, u2nf, conf):
+    for stale in (out / "feats.scp", out / "utt2num_frames", scp, u2nf, conf, stats_path(out, job)):
         stale.unlink(missing_ok=True)
+    remove_stale_temp_files(out, [p.name for p in (ark, scp, u2nf, conf, stats_path(out, job))])
     extractor = extractor or FbankExtractor()
     utts = job_slice(list_utterances(data_dir), nj, job)
+    text_path = Path(data_dir) / "text"
+    texts = read_kaldi_map(text_path, allow_empty_value=True) if text_path.exists() else {}
+    stats: dict[str, int] = {}
     frames: dict[str, str] = {}
     cached: tuple[str, np.ndarray, int] | None = None  # consecutive segments share a recording
     bar = tqdm(utts, desc=f"fbank job {job}/{nj}", unit="utt", disable=not progress,
@@ -115,9 +153,15 @@ def dump_job(data_dir: str | os.PathLike, out: str | os.PathLike, nj: int = 1, j
     with ArkScpWriter(ark, scp, compress=compress) as writer:
         for u in bar:
             if cached is None or cached[0] != u.audio:
-                samples, rate = read_recording(u.audio, u.uttid)
+                samples, rate = read_recording(u.audio, u.uttid, stats)
                 cached = (u.audio, samples, rate)
             _, samples, rate = cached
+            if rate != SAMPLE_RATE:
+                key = f"resampled_from_{rate}_hz"
+                stats[key] = stats.get(key, 0) + 1
+                if stats[key] == 1:
+                    log.warning("%s: utterance '%s': %d Hz audio is resampled to %d Hz (counted in the summary)",
+                                u.audio, u.uttid, rate, SAMPLE_RATE)
             if u.end >= 0 or u.start > 0:
                 samples = cut_segment(samples, rate, u.start, u.end, u.uttid, u.audio)
             for factor in speeds:
@@ -127,13 +171,28 @@ def dump_job(data_dir: str | os.PathLike, out: str | os.PathLike, nj: int = 1, j
                 if len(feats) == 0:
                     raise InputError(u.audio, f"utterance '{key}': {len(x)} samples at {SAMPLE_RATE} Hz "
                                      "is shorter than one 25 ms frame (empty or truncated audio?)")
+                if factor == 1.0:
+                    check_duration(stats, key, len(feats), texts.get(u.uttid), u.audio)
                 writer.write(key, feats)
                 frames[key] = str(len(feats))
     write_kaldi_map(u2nf, frames, sort=False)
+    write_kaldi_map(stats_path(out, job), {k: str(v) for k, v in stats.items()})
     write_kaldi_map(conf, {"nj": str(nj), "speed_perturb": format_speeds(speeds), "compress": str(compress),
                            "num_mel_bins": str(extractor.num_mel_bins)}, sort=False)
-    log.info("job %d/%d: %d utterances, %d feature matrices -> %s", job, nj, len(utts), len(frames), ark)
+    log.info("job %d/%d: %d utterances, %d feature matrices -> %s; %s", job, nj, len(utts), len(frames), ark,
+             format_stats(stats))
     return len(frames)
+
+
+def merged_stats(out: str | os.PathLike, nj: int) -> dict[str, int]:
+    """The jobs' ``dump_stats.<j>`` summed (a job without one counts nothing)."""
+    total: dict[str, int] = {}
+    for j in range(1, nj + 1):
+        path = stats_path(Path(out), j)
+        if path.exists():
+            for key, value in read_kaldi_map(path).items():
+                total[key] = total.get(key, 0) + int(value)
+    return total
 
 
 def merge_jobs(data_dir: str | os.PathLike, out: str | os.PathLike, nj: int,
@@ -175,4 +234,5 @@ def merge_jobs(data_dir: str | os.PathLike, out: str | os.PathLike, nj: int,
                                   f"unexpected e.g. {extra}): rerun all jobs with the same --nj/--speed-perturb")
     write_kaldi_map(out / "utt2num_frames", nframes)
     write_kaldi_map(out / "feats.scp", feats)  # last: its presence means complete
+    log.info("%s: %d feature matrices; %s", out, len(feats), format_stats(merged_stats(out, nj)))
     return out / "feats.scp"

@@ -11,6 +11,12 @@ The squared-distance cost matrix is built under ``no_grad`` in float32 and only 
 the DP; the best path is treated as a constant (pass-through gradient) and the loss is
 recomputed with autograd on the path's (frame, token) pairs alone, so backward costs
 O(K d) per example instead of O(n m d).
+
+Non-finite values (one policy, every backend): a NaN or inf in an example's valid speech
+or text rows (or a cost that overflows) gives that example a NaN ``dp_cost`` and a NaN
+loss -- never an error, so training's non-finite-step guard handles it -- and its path
+is still a valid alignment (which one is unspecified). Padding may hold anything: it
+never reaches the loss or a valid row's gradient. Lengths must be integer tensors.
 """
 from __future__ import annotations
 
@@ -114,6 +120,7 @@ def best_path(cost, n_lens, m_lens, pattern="frames_to_tokens", backend="auto"):
 
     Returns ``(frames, tokens, lengths, dp_cost)`` as in :class:`AlignmentPath`, on
     ``cost.device``. backend: "numba" (CPU), "cuda", "torch" (reference) or "auto".
+    A NaN/inf cost inside an example's n x m block gives it a NaN dp_cost and a valid path.
     """
     if pattern not in PATTERNS:
         raise ValueError(f"unknown pattern {pattern!r}; choose from {PATTERNS}")
@@ -128,13 +135,17 @@ def best_path(cost, n_lens, m_lens, pattern="frames_to_tokens", backend="auto"):
     backend = chosen
     if backend == "numba":
         from toolkit.losses import best_alignment_numba
-        return best_alignment_numba.best_path_numba(cost, n_lens, m_lens, pattern)
-    if backend == "cuda":
+        out = best_alignment_numba.best_path_numba(cost, n_lens, m_lens, pattern)
+    elif backend == "cuda":
         from toolkit.losses import best_alignment_cuda
-        return best_alignment_cuda.best_path_cuda(cost, n_lens, m_lens, pattern)
-    if backend == "torch":
-        return reference.best_path_reference(cost, n_lens, m_lens, pattern)
-    raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+        out = best_alignment_cuda.best_path_cuda(cost, n_lens, m_lens, pattern)
+    elif backend == "torch":
+        out = reference.best_path_reference(cost, n_lens, m_lens, pattern)
+    else:
+        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    frames, tokens, lengths, dp_cost = out
+    # every backend's DP propagates NaN to the optimum; +inf (an unavoidable inf cell) is NaN too
+    return frames, tokens, lengths, torch.where(torch.isfinite(dp_cost), dp_cost, float("nan"))
 
 
 def best_alignment(speech, speech_lens, text, text_lens, pattern="frames_to_tokens",
@@ -147,6 +158,9 @@ def best_alignment(speech, speech_lens, text, text_lens, pattern="frames_to_toke
     if speech.dim() != text.dim() or speech.dim() not in (3, 4):
         raise ValueError(f"expected speech (B, n, d) / (L, B, n, d) and text alike, got "
                          f"{tuple(speech.shape)} and {tuple(text.shape)}")
+    for name, lens in (("speech_lens", speech_lens), ("text_lens", text_lens)):
+        if lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
+            raise ValueError(f"{name} must be an integer tensor, got {lens.dtype} (a float length is not truncated)")
     speech_lens, text_lens = speech_lens.long().cpu(), text_lens.long().cpu()
     use_dtw = _check_lengths(speech, speech_lens, text, text_lens, pattern, fallback, names)
     lead = speech.shape[:-2]  # (B,) or (L, B)
@@ -191,7 +205,10 @@ class _PairSquaredDistance(torch.autograd.Function):
     def backward(ctx, grad):
         diff, f, g = ctx.saved_tensors
         a_shape, t_shape = ctx.shapes
-        grad_a = diff.mul_(grad[:, None] * -2.0)  # d/da_f = -2 (t_g - a_f) * grad
+        scale = grad[:, None] * -2.0
+        # d/da_f = -2 (t_g - a_f) * grad; a masked pair (grad 0) passes nothing back, even
+        # from a NaN padding row (0 * nan would reach a valid text row through index_add)
+        grad_a = diff.mul_(scale).masked_fill_(scale == 0, 0.0)
         grad_t = torch.zeros(t_shape, dtype=diff.dtype, device=diff.device).index_add_(0, g, grad_a, alpha=-1)
         if f is not None:
             grad_a = torch.zeros(a_shape, dtype=diff.dtype, device=diff.device).index_add_(0, f, grad_a)
@@ -203,8 +220,8 @@ def path_cost(speech, text, path: AlignmentPath, identity_frames: bool = False) 
 
     Rows are picked from the flattened (P*n, d) / (P*m, d) views; backward is a row-wise
     index_add: O(K d) per example. identity_frames: the path's frames are 0..K-1
-    (frames_to_tokens), so speech rows are used in place. Padded rows must be finite
-    (they are masked out, but 0 * inf is nan).
+    (frames_to_tokens), so speech rows are used in place. Padded rows may hold anything:
+    they are masked out of the sum and pass no gradient back.
     """
     n, m, d = speech.shape[-2], text.shape[-2], speech.shape[-1]
     dev = speech.device
@@ -239,6 +256,8 @@ def best_alignment_loss(speech: torch.Tensor, speech_lens: torch.Tensor, text: t
         raise ValueError(f"unknown normalize {normalize!r}; choose from {NORMALIZE}")
     path = best_alignment(speech, speech_lens, text, text_lens, pattern, fallback, backend, names)
     loss = path_cost(speech, text, path, identity_frames=pattern == "frames_to_tokens")
+    # the path of a non-finite example need not pass through its bad rows: say NaN anyway
+    loss = torch.where(path.dp_cost.isnan().to(loss.device), float("nan"), loss)
     return normalize_cost(loss, speech_lens, text_lens, speech.shape[-1], normalize), path
 
 

@@ -42,12 +42,11 @@ def _kernels():
             buf[j] = cost[p, 0, 0] if j == 0 else inf
         cuda.syncthreads()
         for i in range(1, n):
-            for j in range(tid, m, bs):
+            for j in range(tid, m, bs):  # NaN-safe as the numba kernel: see there
                 s = buf[prev + j]
                 d = buf[prev + j - 1] if j > 0 else inf
-                t = d <= s
-                buf[cur + j] = cost[p, i, j] + (d if t else s)
-                ptr[p, i, j] = 1 if t else 0
+                buf[cur + j] = cost[p, i, j] + (s if (s < d or s != s) else d)
+                ptr[p, i, j] = 1 if (j > 0 and not (s < d)) else 0
             cuda.syncthreads()
             prev, cur = cur, prev
         if tid == 0:
@@ -72,9 +71,8 @@ def _kernels():
             for j in range(tid, m, bs):
                 take = (buf[prev + j - 1] if j > 0 else float32(0.0)) + cost[p, i, j]
                 s = buf[prev + j]
-                t = take <= s
-                buf[cur + j] = take if t else s
-                ptr[p, i, j] = 1 if t else 0
+                buf[cur + j] = s if (s < take or s != s) else take
+                ptr[p, i, j] = 0 if s < take else 1
             cuda.syncthreads()
             prev, cur = cur, prev
         if tid == 0:
@@ -102,8 +100,9 @@ def _kernels():
             for j in range(tid, m, bs):  # diagonal vs vertical, in parallel
                 s = buf[prev + j]
                 d = buf[prev + j - 1] if j > 0 else inf
-                buf[cur + j] = d if d <= s else s
-                ptr[p, i, j] = 0 if d <= s else 1
+                diag = j > 0 and d <= s  # column 0 has only the vertical step, even if s is inf
+                buf[cur + j] = d if (diag or d != d) else s  # NaN-propagating min
+                ptr[p, i, j] = 0 if diag else 1
             cuda.syncthreads()
             if tid == 0:  # the horizontal step is a sequential scan
                 left = inf
@@ -112,6 +111,8 @@ def _kernels():
                     if left < best:
                         best = left
                         ptr[p, i, j] = 2
+                    if left != left:  # a NaN reaches the optimum
+                        best = left
                     buf[cur + j] = cost[p, i, j] + best
                     left = buf[cur + j]
             cuda.syncthreads()

@@ -19,14 +19,17 @@ INF = np.float32(np.inf)
 
 # Row updates over slices indexed from 0: no loop-carried dependency and indices LLVM
 # can prove non-negative, so the loops vectorise (vcmpleps + vblendvps on AVX2).
+# Non-finite costs: the pointer takes the diagonal (f2t) / the take (t2f) unless the other
+# step is strictly smaller, so a NaN never turns the path off the band (an unreachable
+# neighbour is +inf or NaN, never smaller): the backtrace is always a valid alignment.
+# The value is a NaN-propagating min, so a NaN anywhere in the band reaches the optimum.
 @njit(cache=True, nogil=True, inline="always")
 def _diag_or_stay(diag, stay, c, out, ptr):
     for k in range(len(out)):
         d = diag[k]
         s = stay[k]
-        t = d <= s
-        out[k] = c[k] + (d if t else s)
-        ptr[k] = t
+        out[k] = c[k] + (s if (s < d or s != s) else d)
+        ptr[k] = not (s < d)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -34,9 +37,8 @@ def _take_or_skip(diag, skip, c, out, ptr):
     for k in range(len(out)):
         take = diag[k] + c[k]
         s = skip[k]
-        t = take <= s
-        out[k] = take if t else s
-        ptr[k] = t
+        out[k] = s if (s < take or s != s) else take
+        ptr[k] = not (s < take)
 
 
 @njit(cache=True, nogil=True)
@@ -78,9 +80,9 @@ def _tokens_to_frames_one(c, n, m, frames, tokens):
         lo, hi = max(0, i - (n - m)), min(i, m - 1)  # the band that can still reach (n-1, m-1)
         if lo == 0:
             take = np.float32(0.0) + ci[0]
-            t = take <= prev[0]
-            cur[0] = take if t else prev[0]
-            pi[0] = t
+            s = prev[0]
+            cur[0] = s if (s < take or s != s) else take
+            pi[0] = not (s < take)
         a = max(lo, 1)
         _take_or_skip(prev[a - 1:hi], prev[a:hi + 1], ci[a:hi + 1], cur[a:hi + 1], pi[a:hi + 1])
         if hi + 1 < m:
@@ -118,9 +120,12 @@ def _dtw_one(c, n, m, frames, tokens):
             if s < d:
                 best = s
                 step = 1
-            if cur[j - 1] < best:
-                best = cur[j - 1]
+            left = cur[j - 1]
+            if left < best:
+                best = left
                 step = 2
+            if s != s or left != left:  # a NaN reaches the optimum (any step is a valid path here)
+                best = np.float32(np.nan)
             cur[j] = ci[j] + best
             ptr[i, j] = step
         prev, cur = cur, prev

@@ -9,6 +9,11 @@ pairs ``(P, K)`` padded with -1, the pair counts ``(P,)`` and the DP's optimum `
 Tie-breaking (identical in every backend): prefer the diagonal step, then the vertical
 one (next frame, same token), then the horizontal one (dtw only); in
 ``tokens_to_frames`` a token prefers the latest frame that attains the optimum.
+
+Non-finite costs (identical in every backend): the min is NaN-propagating, so a NaN in a
+cell that any alignment can use makes the optimum NaN, and the steps are chosen so that
+the backtrace stays a valid alignment whatever the values (``best_path`` then reports
+every non-finite optimum as NaN).
 """
 from __future__ import annotations
 
@@ -33,8 +38,10 @@ def frames_to_tokens(cost, n_lens, m_lens):
     final = _take_final(torch.full((P,), INF, device=dev), row, n_lens, m_lens, 0)
     for i in range(1, N):
         diag = torch.cat([inf_col, row[:, :-1]], 1)
-        take_diag = diag <= row
-        row = cost[:, i] + torch.where(take_diag, diag, row)
+        take_diag = ~(row < diag)  # the diagonal unless staying is strictly better (NaN: diagonal)
+        take_diag[:, 0] = False  # token 0 can only stay
+        best = torch.where(take_diag, diag, row)
+        row = cost[:, i] + torch.where(row.isnan(), row, best)
         ptr[:, i] = take_diag
         final = _take_final(final, row, n_lens, m_lens, i)
     ar = torch.arange(P, device=dev)
@@ -60,8 +67,8 @@ def tokens_to_frames(cost, n_lens, m_lens):
     final = torch.full((P,), INF, device=dev)
     for i in range(N):
         take = torch.cat([zero_col, row[:, :-1]], 1) + cost[:, i]
-        took = take <= row
-        row = torch.where(took, take, row)
+        took = ~(row < take)  # take unless skipping is strictly better (NaN: take)
+        row = torch.where(took & ~row.isnan(), take, row)
         ptr[:, i] = took
         final = _take_final(final, row, n_lens, m_lens, i)
     ar = torch.arange(P, device=dev)
@@ -90,14 +97,15 @@ def dtw(cost, n_lens, m_lens):
     for i in range(1, N):
         diag = torch.cat([inf_col, row[:, :-1]], 1)
         take_diag = diag <= row
-        best = torch.where(take_diag, diag, row)
+        take_diag[:, 0] = False  # column 0 has only the vertical step, even when both are inf
+        best = torch.where(take_diag | diag.isnan(), diag, row)
         step = torch.where(take_diag, 0, 1).to(torch.uint8)
         new = torch.empty_like(row)
         left = inf_col[:, 0]
         for j in range(M):  # the horizontal step makes the row a sequential scan
             horiz = left < best[:, j]
             step[:, j] = torch.where(horiz, 2, step[:, j]).to(torch.uint8)
-            new[:, j] = cost[:, i, j] + torch.where(horiz, left, best[:, j])
+            new[:, j] = cost[:, i, j] + torch.where(horiz | left.isnan(), left, best[:, j])
             left = new[:, j]
         row = new
         ptr[:, i] = step

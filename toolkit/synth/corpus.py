@@ -11,7 +11,6 @@ import gzip
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import random
 import shutil
@@ -28,6 +27,7 @@ from toolkit.data.corpora import MLS_LANGUAGES
 from toolkit.synth.espeak import TARGET_RATE, Voice, add_recording_conditions, prepare_engine, synthesize_isolated
 from toolkit.synth.grammar import Grammar, format_text, generate_sentences
 from toolkit.synth.voices import VARIANTS, voices_for_splits
+from toolkit.utils.parallel import imap_processes
 
 LAYOUTS = ("librispeech", "mls", "commonvoice")
 # Part of the completion marker: bump when the same settings would now give different bytes.
@@ -223,15 +223,9 @@ def write_corpus(plan: CorpusPlan, out: str | Path, settings: dict, nj: int = 1,
         seconds = 0.0
         with tqdm(total=len(plan.utts), desc=f"synthesize {plan.layout}/{plan.lang}", unit="utt",
                   disable=not progress, mininterval=1.0) as bar:
-            if nj <= 1:
-                for task in tasks:
-                    seconds += _write_audio_group(task)
-                    bar.update(len(task[0]))
-            else:
-                with multiprocessing.get_context("fork").Pool(nj) as pool:
-                    for task, dur in zip(tasks, pool.imap(_write_audio_group, tasks)):
-                        seconds += dur
-                        bar.update(len(task[0]))
+            for task, dur in zip(tasks, imap_processes(_write_audio_group, tasks, nj)):
+                seconds += dur
+                bar.update(len(task[0]))
         wall = time.time() - t0
         for t in targets:
             if t.exists():

@@ -10,13 +10,13 @@ recorded in ``fallbacks``.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import unicodedata
 from pathlib import Path
 from typing import Iterable
 
 from toolkit.utils.fileio import InputError, atomic_write, read_lines
+from toolkit.utils.parallel import imap_processes
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +121,8 @@ class WordPhonemizer:
             return
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         jobs = [(self.lang, self.with_stress, b) for b in batches]
-        if self.nj > 1 and len(batches) > 1:
-            # fork: workers inherit imports; each builds its own espeak instance on first use
-            with multiprocessing.get_context("fork").Pool(min(self.nj, len(batches))) as pool:
-                results = pool.map(espeak_batch, jobs, chunksize=1)
-        else:
-            results = [espeak_batch(j) for j in jobs]
+        # forked workers inherit imports; each builds its own espeak instance on first use
+        results = list(imap_processes(espeak_batch, jobs, self.nj))
         for batch, phones in zip(batches, results):
             self._cache.update(zip(batch, phones))
         self.n_phonemized += len(todo)

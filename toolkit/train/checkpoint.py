@@ -4,7 +4,14 @@ A checkpoint holds only tensors, numbers, strings, lists and dicts so that it lo
 ``torch.load(weights_only=True)``; RNG states are stored as tensors. Files are
 ``<exp>/checkpoints/ckpt-<step>.pt``, written to a temp name and renamed, so a killed
 run never leaves a half-written file under the final name. A damaged file (disk
-trouble, a copy cut short) is reported and the previous checkpoint is used instead.
+trouble, a copy cut short) is reported and the previous checkpoint is used instead;
+when no checkpoint at all is readable, resuming stops with an error and changes nothing.
+
+Rotation (``keep_last``) orders checkpoints by when they were written, not by step
+number, so it never removes a checkpoint newer than the ones it keeps (a stale
+high-numbered file from an earlier run cannot push out the run's own checkpoints).
+Unreadable checkpoints never take a kept slot: they are renamed ``ckpt-<step>.pt.unreadable``
+(out of resume's and averaging's way, kept for inspection), never deleted.
 """
 from __future__ import annotations
 
@@ -12,15 +19,17 @@ import logging
 import os
 import random
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from toolkit.utils.fileio import atomic_write
+from toolkit.utils.fileio import InputError, atomic_write
 
 log = logging.getLogger(__name__)
 CKPT_RE = re.compile(r"^ckpt-(\d+)\.pt$")
+UNREADABLE_SUFFIX = ".unreadable"
 
 
 def rng_state() -> dict:
@@ -63,14 +72,50 @@ def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[tuple[int, Path]]:
 
 
 def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, state: dict, keep_last: int = 0) -> Path:
-    """Write ``ckpt-<step>.pt`` atomically; then keep only the newest ``keep_last`` (0: all)."""
+    """Write ``ckpt-<step>.pt`` atomically; then :func:`rotate` to ``keep_last`` (0: keep all)."""
     path = checkpoint_path(ckpt_dir, step)
     with atomic_write(path, "wb") as f:
         torch.save(state, f)
     if keep_last > 0:
-        for _, old in list_checkpoints(ckpt_dir)[:-keep_last]:
-            old.unlink(missing_ok=True)
+        rotate(ckpt_dir, keep_last)
     return path
+
+
+def looks_readable(path: str | os.PathLike) -> bool:
+    """A cheap check without unpickling: the file is a zip (torch's format) whose directory,
+    at its end, is intact. Catches truncation and garbage, not a flipped bit inside."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return bool(z.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def _written_at(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return -1
+
+
+def rotate(ckpt_dir: str | os.PathLike, keep_last: int) -> list[Path]:
+    """Keep the ``keep_last`` most recently written readable checkpoints; returns them, newest first.
+
+    Older readable ones are deleted; unreadable ones, whatever their age, are renamed
+    ``*.unreadable`` and reported, so nothing newer than a kept checkpoint is ever deleted.
+    """
+    by_write = sorted(list_checkpoints(ckpt_dir), key=lambda sp: (_written_at(sp[1]), sp[0]), reverse=True)
+    kept: list[Path] = []
+    for _, path in by_write:
+        if not looks_readable(path):
+            aside = path.with_name(path.name + UNREADABLE_SUFFIX)
+            os.replace(path, aside)
+            log.warning("checkpoint %s is unreadable: renamed to %s (not kept, not used)", path, aside.name)
+        elif len(kept) < keep_last:
+            kept.append(path)
+        else:
+            path.unlink(missing_ok=True)
+    return kept
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -78,13 +123,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def load_latest(ckpt_dir: str | os.PathLike) -> tuple[dict | None, Path | None]:
-    """The newest checkpoint that loads; unreadable ones are logged (with the reason) and skipped."""
-    for step, path in reversed(list_checkpoints(ckpt_dir)):
+    """The newest (by step) checkpoint that loads; unreadable ones are logged and skipped.
+
+    ``(None, None)`` when there is no checkpoint; InputError when there are some and none
+    loads (nothing is changed: a fresh start here would overwrite the run's history).
+    """
+    found = list_checkpoints(ckpt_dir)
+    reasons = []
+    for step, path in reversed(found):
         try:
             return load_checkpoint(path), path
         except Exception as e:  # truncated zip, bad pickle, I/O error: all mean "unusable"
-            log.error("checkpoint %s is unreadable (%s: %s); falling back to the previous one",
-                      path, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            reasons.append(f"{path.name} ({reason})")
+            log.error("checkpoint %s is unreadable (%s); falling back to the previous one", path, reason)
+    if found:
+        raise InputError(ckpt_dir, f"none of the {len(found)} checkpoint(s) is readable ({'; '.join(reasons[:3])}"
+                                   f"{'; ...' if len(reasons) > 3 else ''}); nothing was changed. Restore them, or "
+                                   "start from scratch with a new --exp")
     return None, None
 
 

@@ -14,10 +14,8 @@ import copy
 import os
 from pathlib import Path
 
-import yaml
-
 from toolkit.train.objective import MOVED_MODEL_KEYS, OBJECTIVE_DEFAULTS, check_objective, ctc_head_of
-from toolkit.utils.config import ConfigError, check_keys, load_yaml
+from toolkit.utils.config import ConfigError, check_keys, load_yaml, parse_yaml
 
 RESOURCE_CONF = Path(__file__).resolve().parents[1] / "resources" / "conf"
 
@@ -93,7 +91,7 @@ def apply_overrides(conf: dict, overrides: list[str]) -> dict:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: '{p}' is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        node[parts[-1]] = parse_yaml(raw, f"--set {item}") if raw.strip() else None
     return conf
 
 

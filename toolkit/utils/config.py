@@ -4,6 +4,8 @@ A :class:`Registry` maps names to classes (or functions); :meth:`Registry.build`
 the ``*_conf`` keys against the constructor's signature so an unknown or misspelt key is
 an error that names the key, the component and the accepted keys. Defaults of a
 registered class are its constructor defaults, so ``--print-config`` can show them.
+YAML is read with :func:`parse_yaml`: safe types only, and a mapping that repeats a key
+is an error (not "the last one wins").
 """
 from __future__ import annotations
 
@@ -20,12 +22,35 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the key and where it came from."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"key {key!r} appears twice (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text, where: str = "<string>"):
+    """YAML text (or an open file) -> Python data; ConfigError (one line, naming ``where``) if invalid."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: invalid YAML: {' '.join(str(e).split())}") from None
+
+
 def load_yaml(path: str | os.PathLike) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
-        raise InputError(path, f"invalid YAML: {e}") from None
+        raise InputError(path, f"invalid YAML: {' '.join(str(e).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

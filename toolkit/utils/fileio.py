@@ -20,7 +20,11 @@ class InputError(ValueError):
         where = f"{path}:{line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {message}")
         self.path = str(path)
+        self.message = message
         self.line = line
+
+    def __reduce__(self):  # rebuild from the constructor's arguments: a worker's error reaches its pool
+        return type(self), (self.path, self.message, self.line)
 
 
 @contextlib.contextmanager
