@@ -79,17 +79,29 @@ def load_experiment(exp_dir: str | os.PathLike, model_path: str | os.PathLike | 
 
 
 def run_search(decoder, enc, enc_lens, method: str, beam: int, ilm_weight: float = 0.0,
-               blank_penalty: float = 0.0) -> list[list[int]]:
+               blank_penalty: float = 0.0, with_frames: bool = False, max_sym_per_frame: int = 3):
+    """Token ids per utterance (with_frames: and the encoder frame of each token)."""
     from toolkit.decode.search import beam_search, greedy_search
+    common = {"blank_penalty": blank_penalty, "with_frames": with_frames, "max_sym_per_frame": max_sym_per_frame}
     if method == "greedy":
-        return greedy_search(decoder, enc, enc_lens, blank_penalty=blank_penalty)
+        return greedy_search(decoder, enc, enc_lens, **common)
     if method == "beam":
-        return beam_search(decoder, enc, enc_lens, beam=beam, ilm_weight=ilm_weight, blank_penalty=blank_penalty)
+        return beam_search(decoder, enc, enc_lens, beam=beam, ilm_weight=ilm_weight, **common)
     raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
 
 
 def features_duration_s(num_frames: int) -> float:
     return (num_frames - 1) * FRAME_SHIFT_S + FRAME_LENGTH_S if num_frames else 0.0
+
+
+def pad_features(mats: Sequence[np.ndarray], cmvn=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw fbank matrices (T_i, F) -> CMVN-normalised zero-padded batch (B, T, F) and lengths (B,)."""
+    mats = [cmvn(m) if cmvn is not None else m for m in mats]
+    lens = torch.tensor([len(m) for m in mats], dtype=torch.long)  # (B,)
+    x = torch.zeros(len(mats), int(lens.max()), mats[0].shape[1])  # (B, T, F)
+    for k, m in enumerate(mats):
+        x[k, :len(m)] = torch.from_numpy(np.asarray(m, dtype=np.float32))
+    return x, lens
 
 
 @torch.no_grad()
@@ -103,11 +115,7 @@ def decode_full(exp: Experiment, feats: Sequence[tuple[str, np.ndarray]], method
     out: dict[int, UttDecode] = {}
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
-        mats = [exp.cmvn(feats[i][1]) if exp.cmvn is not None else feats[i][1] for i in idx]
-        lens = torch.tensor([len(m) for m in mats], dtype=torch.long)  # (B,)
-        x = torch.zeros(len(mats), int(lens.max()), mats[0].shape[1])  # (B, T, F)
-        for k, m in enumerate(mats):
-            x[k, :len(m)] = torch.from_numpy(np.asarray(m, dtype=np.float32))
+        x, lens = pad_features([feats[i][1] for i in idx], exp.cmvn)
         start = time.perf_counter()
         enc, enc_lens = model.encode(x.to(device), lens.to(device), mode="full")  # (B, T', D)
         hyps = run_search(model.decoder("full"), enc, enc_lens, method, beam, ilm_weight, blank_penalty)

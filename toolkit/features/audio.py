@@ -3,7 +3,8 @@
 ``wav.scp`` values are a path (anything libsndfile reads: wav, flac, ogg, mp3) or a shell
 command ending in ``|`` whose stdout is audio. ``segments`` cut a recording by seconds.
 Every failure raises :class:`~toolkit.utils.fileio.InputError` naming the utterance and
-the file (or command). Multi-channel audio uses channel 0, as Kaldi does.
+the file (or command). Multi-channel audio uses channel 0, as Kaldi does (or, with
+``mixdown``, the mean of the channels: what a user handing in a stereo file expects).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from toolkit.utils.fileio import InputError
 MIN_SAMPLE_RATE = 8000  # below this fbank up to 8 kHz would be mostly empty bands
 
 
-def read_recording(spec: str, uttid: str) -> tuple[np.ndarray, int]:
+def read_recording(spec: str, uttid: str, mixdown: bool = False) -> tuple[np.ndarray, int]:
     """``(samples float32 (N,) in [-1, 1], sample_rate)`` of a wav.scp value."""
     spec = spec.strip()
     if spec.endswith("|"):
@@ -38,6 +39,8 @@ def read_recording(spec: str, uttid: str) -> tuple[np.ndarray, int]:
         samples, rate = sf.read(source, dtype="float32", always_2d=True)  # (N, C)
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         raise InputError(where, f"utterance '{uttid}': cannot read audio: {e}") from None
+    if mixdown and samples.shape[1] > 1:
+        return samples.mean(axis=1, dtype=np.float32), rate
     return np.ascontiguousarray(samples[:, 0]), rate
 
 
