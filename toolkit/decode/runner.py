@@ -22,6 +22,7 @@ from toolkit.decode.session import StreamingSession, load_sentencepiece
 from toolkit.scoring.trn import read_trn, write_trn
 from toolkit.utils.config import load_yaml
 from toolkit.utils.fileio import InputError, atomic_write
+from toolkit.utils.progress import progress_bar
 
 FRAME_SHIFT_S, FRAME_LENGTH_S = 0.010, 0.025
 
@@ -107,12 +108,13 @@ def pad_features(mats: Sequence[np.ndarray], cmvn=None) -> tuple[torch.Tensor, t
 @torch.no_grad()
 def decode_full(exp: Experiment, feats: Sequence[tuple[str, np.ndarray]], method: str = "greedy",
                 beam: int = 4, batch_size: int = 16, ilm_weight: float = 0.0,
-                blank_penalty: float = 0.0) -> list[UttDecode]:
+                blank_penalty: float = 0.0, progress: bool = False) -> list[UttDecode]:
     """Full-context (second pass) decoding of ``(uttid, (T, F) raw fbank)`` in length-sorted batches."""
     model = exp.model
     device = next(model.parameters()).device
     order = sorted(range(len(feats)), key=lambda i: -len(feats[i][1]))
     out: dict[int, UttDecode] = {}
+    bar = progress_bar(total=len(order), desc="decode full", enabled=progress)
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
         x, lens = pad_features([feats[i][1] for i in idx], exp.cmvn)
@@ -123,19 +125,22 @@ def decode_full(exp: Experiment, feats: Sequence[tuple[str, np.ndarray]], method
         for k, i in enumerate(idx):  # share the batch's time by length
             share = elapsed * float(lens[k]) / float(lens.sum())
             out[i] = UttDecode(feats[i][0], exp.sp.decode(hyps[k]), features_duration_s(int(lens[k])), share)
+        bar.update(len(idx))
+    bar.close()
     return [out[i] for i in range(len(feats))]
 
 
 def decode_streaming(exp: Experiment, audio: Iterable[tuple[str, np.ndarray]], method: str = "greedy",
                      beam: int = 4, chunk_ms: float | None = None, ilm_weight: float = 0.0,
-                     blank_penalty: float = 0.0) -> list[UttDecode]:
+                     blank_penalty: float = 0.0, progress: bool = False,
+                     total: int | None = None) -> list[UttDecode]:
     """First-pass streaming decoding of ``(uttid, 16 kHz float32 samples)``, fed ``chunk_ms`` at a time."""
     session = StreamingSession(exp.model, exp.cmvn, exp.sp, method=method, beam=beam, ilm_weight=ilm_weight,
                                blank_penalty=blank_penalty)
     chunk_ms = chunk_ms or 10.0 * exp.model.chunk_size_frames
     step = max(1, int(round(chunk_ms * 16)))  # samples per piece at 16 kHz
     results = []
-    for uttid, samples in audio:
+    for uttid, samples in progress_bar(audio, total=total, desc="decode streaming", enabled=progress):
         session.reset()
         for s in range(0, len(samples), step):
             session.accept_waveform(samples[s:s + step])
