@@ -75,6 +75,14 @@ def test_token_and_word_times_are_ordered_and_within_the_audio(asr):
 
 
 @pytest.mark.parametrize("mode", ["streaming", "full"])
+def test_beam_search_dates_its_tokens_like_greedy(tiny_recipe, mode):
+    beam = Transcriber.from_pretrained(tiny_recipe["exp"], method="beam", beam=3)
+    r = beam.transcribe(waveform(8, 1.4), mode=mode)
+    assert r.tokens and [t.start for t in r.tokens] == sorted(t.start for t in r.tokens)
+    assert r.tokens[-1].end <= r.duration + beam.frame_s
+
+
+@pytest.mark.parametrize("mode", ["streaming", "full"])
 def test_stream_partials_then_final_text(asr, mode):
     wav = waveform(9, 1.6)
     stream = asr.stream(mode=mode)
