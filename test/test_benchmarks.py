@@ -26,6 +26,16 @@ def test_bench_alignment_quick_runs_every_method_and_they_agree(tmp_path, capsys
     assert rows and all(r["paths_equal_cost"] and math.isfinite(r["mas_over_ours"]) for r in rows)
 
 
+def test_bench_alignment_without_monotonic_align_says_how_to_get_it(monkeypatch, capsys):
+    import sys
+    from toolkit.bin import bench_alignment
+    monkeypatch.setitem(sys.modules, "monotonic_align", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "monotonic_align.core", None)
+    assert bench_alignment.main(["--shapes", "2,40,12,16,1", "--repeat", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "pip install 'monotonic-align" in err and "monotonic_align (MAS)" not in out
+
+
 def test_bench_train_prints_the_overhead_and_its_two_parts_and_restores_the_real_loss(capsys):
     import toolkit.losses.best_alignment as ba
     from toolkit.bin import bench_train

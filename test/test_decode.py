@@ -3,7 +3,6 @@ import re
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from toolkit.bin import decode as decode_cli
@@ -11,74 +10,16 @@ from toolkit.bin import score as score_cli
 from toolkit.decode import runner
 from toolkit.decode.search import beam_search, greedy_search
 from toolkit.decode.session import StreamingSession
-from toolkit.features.cmvn import accumulate_stats, write_stats
 from toolkit.features.fbank import FbankExtractor
-from toolkit.models import build_model
 from toolkit.scoring import read_trn
-from toolkit.text.wordpiece import train_wordpiece
-from toolkit.utils.config import dump_yaml
 from toolkit.utils.fileio import InputError
 
-SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "hello world again", "we decode speech",
-             "streaming sessions are fun", "one two three four five"]
-TINY = {"chunk_size": 2, "left_chunks": 2,
-        "audio_encoder_conf": {"d_model": 16, "n_layers": 1, "n_heads": 2, "conv_kernel": 3,
-                               "subsampling_channels": 4, "dropout": 0.0},
-        "text_encoder_conf": {"d_model": 16, "n_layers": 1, "n_heads": 2, "conv_kernel": 3, "dropout": 0.0},
-        "shared_encoder_conf": {"d_model": 16, "n_layers": 1, "n_heads": 2, "conv_kernel": 3, "dropout": 0.0},
-        "cascaded_encoder_conf": {"d_model": 16, "n_layers": 1, "n_heads": 2, "conv_kernel": 3, "dropout": 0.0},
-        "predictor": "stateless", "predictor_conf": {"embed_dim": 16, "dropout": 0.0},
-        "joiner_conf": {"joint_dim": 16}}
-
-
-def waveform(seed: int, seconds: float) -> np.ndarray:
-    """Speech-like test signal: a few gliding harmonics plus noise, float32 in [-1, 1]."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(16000 * seconds)) / 16000.0
-    f0 = 120 + 60 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t)
-    x = sum(np.sin(2 * np.pi * k * np.cumsum(f0) / 16000) / k for k in range(1, 6))
-    x = x * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(len(t))
-    return (0.3 * x / np.abs(x).max()).astype(np.float32)
-
+from conftest import SENTENCES, make_tiny_recipe, waveform
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
     """A recipe dir with data/test (wav + text), feats, CMVN, wordpieces and an untrained exp."""
-    root = tmp_path_factory.mktemp("recipe")
-    data = root / "data" / "test"
-    data.mkdir(parents=True)
-    ids = [f"spk{i % 2}-utt{i}" for i in range(len(SENTENCES))]
-    extractor, feats = FbankExtractor(), {}
-    for i, (u, text) in enumerate(zip(ids, SENTENCES)):
-        wav = waveform(i, 0.6 + 0.17 * i)
-        sf.write(root / f"{u}.wav", wav, 16000, subtype="FLOAT")
-        feats[u] = extractor.compute(wav)
-    order = sorted(ids)
-    (data / "wav.scp").write_text("".join(f"{u} {root / u}.wav\n" for u in order))
-    (data / "text").write_text("".join(f"{u} {SENTENCES[ids.index(u)]}\n" for u in order))
-    (data / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in order))
-    import kaldiio
-    dump = root / "dump" / "test"
-    dump.mkdir(parents=True)
-    with kaldiio.WriteHelper(f"ark,scp:{dump / 'feats.ark'},{dump / 'feats.scp'}") as w:
-        for u in order:
-            w(u, feats[u])
-    write_stats(dump / "cmvn.ark", accumulate_stats(feats.values()))
-    bpe = train_wordpiece([data / "text"], 40, root / "data" / "lang")
-    import sentencepiece as spm
-    vocab = spm.SentencePieceProcessor(model_file=str(bpe)).get_piece_size()
-    config = {"model": "joint", "model_conf": TINY, "vocab_size": vocab, "num_phones": 20,
-              "bpe_model": "data/lang/" + bpe.name, "cmvn": "dump/test/cmvn.ark"}
-    exp = root / "exp" / "tiny"
-    exp.mkdir(parents=True)
-    dump_yaml(config, exp / "config.yaml")
-    torch.manual_seed(0)
-    model = build_model(config)
-    with torch.no_grad():  # lower the blank logit so the untrained model emits tokens to compare
-        for dec in (model.stream_decoder, model.full_decoder):
-            dec.joiner.out.bias[0] = -6.0
-    torch.save(model.state_dict(), exp / "model_avg.pt")
-    return {"root": root, "data": data, "feats": dump / "feats.scp", "exp": exp, "ids": order}
+    return make_tiny_recipe(tmp_path_factory.mktemp("recipe"))
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,19 @@ def test_run_sh_help_lists_every_stage_and_option(recipe):
     assert "--prepare-corpus-opts" in text and "local/prepare_corpus.sh" in text
 
 
+def test_run_sh_help_shows_the_recipes_own_defaults_and_earlier_options():
+    def help_of(*args):
+        out = subprocess.run(["./run.sh", *args, "--help"], cwd=ROOT / "egs" / "mini", capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+    text = help_of()
+    for line in ("--stage 0 ", "--decode-method beam ", "--beam 4 ", '--decode-args "--blank-penalty 0.5" ',
+                 '--test-sets "dev_clean test_clean" '):
+        assert f"\n  {line}" in text, line
+    assert "\n  --nj 7 " in help_of("--nj", "7")
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_run_sh_rejects_an_unknown_option_by_name(recipe):
     out = subprocess.run(["./run.sh", "--no-such-option", "1"], cwd=ROOT / "egs" / recipe, capture_output=True,

@@ -278,6 +278,17 @@ def test_make_results_tabulates_each_mode_and_set(tmp_path):
     assert "- torch version: `" in text and "config.yaml`" in text
 
 
+def test_make_results_records_the_toolkit_version_and_git_hash(tmp_path):
+    from toolkit import __version__
+    from toolkit.bin import make_results
+    from toolkit.utils.version import git_revision
+    exp = tmp_path / "exp" / "tag"
+    scored_decode(exp, "decode_full_test_clean", REFS, HYPS)
+    text = make_results.make_results(exp)
+    assert f"- toolkit version: `{__version__}`" in text
+    assert f"- git hash: `{git_revision()}`" in text and git_revision() != "unknown"
+
+
 def test_make_results_adds_per_language_and_pooled_rows(tmp_path):
     from toolkit.bin import make_results
     exp = tmp_path / "tag"

@@ -16,3 +16,13 @@ models -> nn/losses; data, text, features, scoring stand alone):
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Transcriber", "Transcript", "__version__"]
+
+
+def __getattr__(name: str):
+    # lazy: `import toolkit` stays light (no torch) for the CLIs that do not need a model
+    if name in ("Transcriber", "Transcript"):
+        from toolkit.decode import transcriber
+        return getattr(transcriber, name)
+    raise AttributeError(f"module 'toolkit' has no attribute {name!r}")

@@ -39,17 +39,38 @@ verbose=false         # tracebacks from the Python tools on failure (otherwise o
 analysis_sets=""      # stage 8: sets for the per-layer consistency analysis (default: the first test set)
 analysis_max_utts=200 # stage 8: utterances analysed per set
 
-help_message=$(sed -n '/^stage=/,/^analysis_max_utts=/p' "${BASH_SOURCE[0]}" | sed -e 's/^\([a-z_]*\)=/  --\1 /' -e ':a' -e 's/^\(  --[a-z-]*\)_/\1-/' -e 'ta')
-help_message="Usage: $0 [options]
+# --help prints the values in force after the options before it, i.e. the calling recipe's
+# own defaults (its run.sh passes them ahead of the user's options), not this file's.
+print_help() {
+  echo "Usage: $0 [options]
 Stages: 0 corpus preparation (recipes with local/prepare_corpus.sh), 1 data prep, 2 lexicon, 3 wordpieces + token dumps, 4 fbank features + CMVN,
         5 training, 6 decoding (streaming / full), 7 scoring + RESULTS.md,
         8 per-layer consistency analysis (best vs uniform, random, mismatched alignments; table + plot)
-Options (default in place):
-$help_message"
+Options (this recipe's defaults in place):"
+  sed -n '/^stage=/,/^analysis_max_utts=/p' "${BASH_SOURCE[0]}" | while IFS= read -r line; do
+    name=${line%%=*} comment=""
+    [[ "$line" == *"#"* ]] && comment="# ${line#*# }"
+    value=${!name}
+    [[ -z "$value" || "$value" == *" "* ]] && value="\"$value\""
+    printf '  --%s %s   %s\n' "${name//_/-}" "$value" "$comment"
+  done
+}
+want_help=false
+options=()
+while [ $# -gt 0 ]; do  # take out a --help that stands where an option name stands
+  case "$1" in
+    --help|-h) want_help=true; shift ;;
+    --*=*|--) options+=("$1"); shift ;;
+    --*) options+=("$1" "${2-}"); shift $(( $# >= 2 ? 2 : 1 )) ;;
+    *) options+=("$1"); shift ;;
+  esac
+done
+set -- ${options[@]+"${options[@]}"}
 
 . ./path.sh
 . ./cmd.sh
 . parse_options.sh
+if $want_help; then print_help; exit 0; fi
 
 fail() { echo "$(basename "$0"): error: $*" >&2; exit 1; }
 for v in stage stop_stage; do

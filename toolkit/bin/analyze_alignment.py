@@ -28,6 +28,7 @@ from toolkit.text.seqstore import SeqStore
 from toolkit.utils.cpu import setup_cpu
 from toolkit.utils.fileio import InputError
 from toolkit.utils.cli import cli
+from toolkit.utils.progress import progress_bar
 
 log = logging.getLogger("analyze_alignment")
 
@@ -46,6 +47,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--num-threads", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn off a terminal)")
     return p
 
 
@@ -102,7 +104,8 @@ def main(argv=None) -> int:
     batches = iter_batches(data, Path(args.seq) if args.seq else data / "seq", exp.cmvn,
                            args.max_utts, args.batch_size)
     table, gen, total = ConsistencyTable(), torch.Generator().manual_seed(args.seed), 0
-    with torch.no_grad():
+    bar = progress_bar(total=args.max_utts, desc="consistency analysis", enabled=not args.no_progress)
+    with torch.no_grad(), bar:
         for uttids, feats, feat_lens, phones, phone_lens in batches:
             reps = exp.model.consistency_representations(feats.to(args.device), feat_lens.to(args.device),
                                                          phones.to(args.device), phone_lens.to(args.device))
@@ -111,6 +114,7 @@ def main(argv=None) -> int:
                     for n, a, al, t, tl in reps]
             table.add(layer_distances(reps, args.normalize, args.n_random, gen))
             total += len(uttids)
+            bar.update(len(uttids))
     rows = table.rows()
     paths = write_report(rows, args.out, title=f"{Path(args.exp).name} on {data.name}")
     for r in rows:

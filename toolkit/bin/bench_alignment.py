@@ -165,6 +165,18 @@ def _fmt(res):
     return "\n".join([head] + rows)
 
 
+def _mas_available() -> bool:
+    """monotonic_align is a test extra: without it the benchmark runs the other methods."""
+    try:
+        import monotonic_align.core  # noqa: F401
+    except ImportError:
+        print("bench_alignment: monotonic_align is not installed, skipping it; get it with "
+              "`pip install 'monotonic-align>=1.0'` (tools/install.sh installs it with the test extra)",
+              file=sys.stderr)
+        return False
+    return True
+
+
 @cli
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -184,13 +196,14 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     shapes = args.shapes or (QUICK_SHAPES if args.quick else FULL_SHAPES)
+    mas = not args.no_mas and _mas_available()
     results = []
     for k, spec in enumerate(shapes):
         try:
             B, n, m, d, L = (int(x) for x in spec.split(","))
         except ValueError:
             p.error(f"--shapes: expected B,n,m,d,L (5 integers), got {spec!r}")
-        res = bench_shape(B, n, m, d, L, args.repeat, args.device, rng, mas=not args.no_mas)
+        res = bench_shape(B, n, m, d, L, args.repeat, args.device, rng, mas=mas)
         if k == 0:
             res["loss_fwd_bwd_s"] = bench_loss(B, n, m, d, L, args.repeat, args.device, rng)
         print(_fmt(res), flush=True)

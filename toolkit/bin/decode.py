@@ -59,6 +59,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", action="store_true", help="only merge finished jobs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--num-threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn off a terminal)")
     return p
 
 
@@ -67,10 +68,11 @@ def decode_job(args, exp: runner.Experiment, refs: dict, job: int) -> None:
     if args.mode == "full":
         feats = runner.load_features(args.feats, ids)
         results = runner.decode_full(exp, feats, args.method, args.beam, args.batch_size, args.ilm_weight,
-                                     args.blank_penalty)
+                                     args.blank_penalty, progress=not args.no_progress)
     else:
         results = runner.decode_streaming(exp, runner.load_audio(args.data, ids), args.method, args.beam,
-                                          args.chunk_ms, args.ilm_weight, args.blank_penalty)
+                                          args.chunk_ms, args.ilm_weight, args.blank_penalty,
+                                          progress=not args.no_progress, total=len(ids))
     runner.write_job(args.out, job, results)
     logging.info("job %d/%d: decoded %d utterances", job, args.nj, len(results))
 

@@ -15,24 +15,27 @@ import argparse
 import itertools
 import logging
 import sys
+from pathlib import Path
 
 from toolkit.data.kaldi_map import iter_kaldi_map, read_kaldi_map
 from toolkit.text.seqstore import SeqStoreWriter
 from toolkit.text.text2ids import TextToIds
 from toolkit.utils.fileio import InputError
 from toolkit.utils.cli import cli
+from toolkit.utils.progress import progress_bar
 
 log = logging.getLogger("dump_text")
 
 
 def dump_text(lang_dir: str, bpe_model: str, text: str, out: str, oov: str = "phonemize",
-              utt2lang: str | None = None, chunk: int = 2000) -> TextToIds:
+              utt2lang: str | None = None, chunk: int = 2000, progress: bool = True) -> TextToIds:
     """Write the SeqStore; returns the converter (its ``oov_words``/``unk_phones`` counters)."""
     conv = TextToIds(lang_dir, bpe_model, oov=oov)
     langs = read_kaldi_map(utt2lang) if utt2lang else None
     lines = iter_kaldi_map(text)
     n = 0
-    with SeqStoreWriter(out) as writer:
+    bar = progress_bar(desc=f"text -> ids {Path(text).parent.name}", enabled=progress)
+    with SeqStoreWriter(out) as writer, bar:
         while batch := list(itertools.islice(lines, chunk)):
             utts = []
             for lineno, uttid, words in batch:
@@ -49,6 +52,7 @@ def dump_text(lang_dir: str, bpe_model: str, text: str, out: str, oov: str = "ph
             for uttid, phones, tokens in converted:
                 writer.add(uttid, phones, tokens)
             n += len(batch)
+            bar.update(len(batch))
     n_occ = sum(conv.oov_words.values())
     top = ", ".join(f"{w}({c})" for w, c in conv.oov_words.most_common(10))
     log.info("%s: %d utterances; %d out-of-lexicon words (%d occurrences%s); %d phones -> <unk>",
@@ -65,9 +69,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="SeqStore dir to write")
     p.add_argument("--oov", default="phonemize", choices=["phonemize", "unk"])
     p.add_argument("--utt2lang", help="uttid -> espeak language code (multilingual lang dir)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn off a terminal)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    dump_text(args.lang_dir, args.bpe_model, args.text, args.out, args.oov, args.utt2lang)
+    dump_text(args.lang_dir, args.bpe_model, args.text, args.out, args.oov, args.utt2lang,
+              progress=not args.no_progress)
     return 0
 
 

@@ -42,12 +42,12 @@ log = logging.getLogger("make_lexicon")
 
 
 def build_lang_dir(texts: list[str], lang: str, out: str, nj: int = 1, cache: str | None = None,
-                   with_stress: bool = False) -> WordPhonemizer:
+                   with_stress: bool = False, progress: bool = True) -> WordPhonemizer:
     """Write lexicon.txt, phones.txt, language, fallbacks.txt; returns the phonemizer (for its counters)."""
     out_dir = Path(out)
     vocab = collect_vocab(texts)
     ph = WordPhonemizer(lang, cache_dir=cache if cache is not None else out_dir / "cache",
-                        with_stress=with_stress, nj=nj)
+                        with_stress=with_stress, nj=nj, progress=progress)
     lexicon = ph(vocab)
     write_lexicon(out_dir / "lexicon.txt", lexicon)
     write_phones(out_dir / "phones.txt", phone_table([lexicon]))
@@ -66,7 +66,7 @@ def build_lang_dir(texts: list[str], lang: str, out: str, nj: int = 1, cache: st
 
 def build_multilingual_lang_dir(texts: list[str], utt2lang: str, langs: list[str] | None, out: str,
                                 nj: int = 1, cache: str | None = None, with_stress: bool = False,
-                                default_lang: str | None = None) -> dict[str, WordPhonemizer]:
+                                default_lang: str | None = None, progress: bool = True) -> dict[str, WordPhonemizer]:
     """Per-language lexicons from one run; returns ``lang -> phonemizer`` (for its counters)."""
     out_dir = Path(out)
     vocab = collect_vocab_by_language(texts, read_kaldi_map(utt2lang), default_lang)
@@ -77,7 +77,7 @@ def build_multilingual_lang_dir(texts: list[str], utt2lang: str, langs: list[str
     lexicons, phonemizers = {}, {}
     for lang in sorted(vocab):
         ph = WordPhonemizer(lang, cache_dir=cache if cache is not None else out_dir / "cache",
-                            with_stress=with_stress, nj=nj)
+                            with_stress=with_stress, nj=nj, progress=progress)
         lexicons[lang], phonemizers[lang] = ph(vocab[lang]), ph
         log.info("%s: %d words, %d new strings sent to espeak, %d fallbacks",
                  lang, len(vocab[lang]), ph.n_phonemized, len(ph.fallbacks))
@@ -120,6 +120,7 @@ def main(argv=None) -> int:
     p.add_argument("--merge-phones", nargs="+", metavar="LANG_DIR",
                    help="merge per-language lang dirs into --out with one phones.txt")
     p.add_argument("--bench", type=int, metavar="N", help="time N synthetic words and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn off a terminal)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.bench:
@@ -136,9 +137,10 @@ def main(argv=None) -> int:
         if args.utt2lang:
             langs = [x for item in args.langs or [] for x in item.split(",") if x]
             build_multilingual_lang_dir(args.text, args.utt2lang, langs, args.out, args.nj, args.cache,
-                                        args.with_stress, default_lang=args.lang)
+                                        args.with_stress, default_lang=args.lang, progress=not args.no_progress)
         else:
-            build_lang_dir(args.text, args.lang or "en-us", args.out, args.nj, args.cache, args.with_stress)
+            build_lang_dir(args.text, args.lang or "en-us", args.out, args.nj, args.cache, args.with_stress,
+                           progress=not args.no_progress)
     return 0
 
 

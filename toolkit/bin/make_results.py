@@ -23,6 +23,7 @@ from toolkit.scoring.score import Counts, build_result
 from toolkit.scoring.sclite import parse_pra, parse_sys
 from toolkit.utils.fileio import InputError, atomic_write
 from toolkit.utils.cli import cli
+from toolkit.utils.version import code_version
 
 HEADER = "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|\n|---|---|---|---|---|---|---|---|---|"
 
@@ -96,8 +97,11 @@ def environment(exp: Path) -> list[str]:
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
     config = exp / "config.yaml"
+    code = code_version()
     return ["## Environments",
             f"- date: `{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}`",
+            f"- toolkit version: `{code['toolkit']}`",
+            f"- git hash: `{code['git']}`",
             f"- python version: `{platform.python_version()}`",
             f"- torch version: `{version('torch')}`",
             f"- platform: `{platform.platform()}`",

@@ -26,6 +26,7 @@ from toolkit.decode.session import StreamingSession, load_sentencepiece
 from toolkit.scoring.trn import read_trn, write_trn
 from toolkit.utils.config import load_yaml
 from toolkit.utils.fileio import InputError, atomic_write
+from toolkit.utils.progress import progress_bar
 
 FRAME_SHIFT_S, FRAME_LENGTH_S = 0.010, 0.025
 
@@ -90,12 +91,14 @@ def load_experiment(exp_dir: str | os.PathLike, model_path: str | os.PathLike | 
 
 
 def run_search(decoder, enc, enc_lens, method: str, beam: int, ilm_weight: float = 0.0,
-               blank_penalty: float = 0.0) -> list[list[int]]:
+               blank_penalty: float = 0.0, with_frames: bool = False, max_sym_per_frame: int = 3):
+    """Token ids per utterance (with_frames: and the encoder frame of each token)."""
     from toolkit.decode.search import beam_search, greedy_search
+    common = {"blank_penalty": blank_penalty, "with_frames": with_frames, "max_sym_per_frame": max_sym_per_frame}
     if method == "greedy":
-        return greedy_search(decoder, enc, enc_lens, blank_penalty=blank_penalty)
+        return greedy_search(decoder, enc, enc_lens, **common)
     if method == "beam":
-        return beam_search(decoder, enc, enc_lens, beam=beam, ilm_weight=ilm_weight, blank_penalty=blank_penalty)
+        return beam_search(decoder, enc, enc_lens, beam=beam, ilm_weight=ilm_weight, **common)
     raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
 
 
@@ -103,22 +106,29 @@ def features_duration_s(num_frames: int) -> float:
     return (num_frames - 1) * FRAME_SHIFT_S + FRAME_LENGTH_S if num_frames else 0.0
 
 
+def pad_features(mats: Sequence[np.ndarray], cmvn=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw fbank matrices (T_i, F) -> CMVN-normalised zero-padded batch (B, T, F) and lengths (B,)."""
+    mats = [cmvn(m) if cmvn is not None else m for m in mats]
+    lens = torch.tensor([len(m) for m in mats], dtype=torch.long)  # (B,)
+    x = torch.zeros(len(mats), int(lens.max()), mats[0].shape[1])  # (B, T, F)
+    for k, m in enumerate(mats):
+        x[k, :len(m)] = torch.from_numpy(np.asarray(m, dtype=np.float32))
+    return x, lens
+
+
 @torch.no_grad()
 def decode_full(exp: Experiment, feats: Sequence[tuple[str, np.ndarray]], method: str = "greedy",
                 beam: int = 4, batch_size: int = 16, ilm_weight: float = 0.0,
-                blank_penalty: float = 0.0) -> list[UttDecode]:
+                blank_penalty: float = 0.0, progress: bool = False) -> list[UttDecode]:
     """Full-context (second pass) decoding of ``(uttid, (T, F) raw fbank)`` in length-sorted batches."""
     model = exp.model
     device = next(model.parameters()).device
     order = sorted(range(len(feats)), key=lambda i: -len(feats[i][1]))
     out: dict[int, UttDecode] = {}
+    bar = progress_bar(total=len(order), desc="decode full", enabled=progress)
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
-        mats = [exp.cmvn(feats[i][1]) if exp.cmvn is not None else feats[i][1] for i in idx]
-        lens = torch.tensor([len(m) for m in mats], dtype=torch.long)  # (B,)
-        x = torch.zeros(len(mats), int(lens.max()), mats[0].shape[1])  # (B, T, F)
-        for k, m in enumerate(mats):
-            x[k, :len(m)] = torch.from_numpy(np.asarray(m, dtype=np.float32))
+        x, lens = pad_features([feats[i][1] for i in idx], exp.cmvn)
         start = time.perf_counter()
         enc, enc_lens = model.encode(x.to(device), lens.to(device), mode="full")  # (B, T', D)
         hyps = run_search(model.decoder("full"), enc, enc_lens, method, beam, ilm_weight, blank_penalty)
@@ -126,19 +136,22 @@ def decode_full(exp: Experiment, feats: Sequence[tuple[str, np.ndarray]], method
         for k, i in enumerate(idx):  # share the batch's time by length
             share = elapsed * float(lens[k]) / float(lens.sum())
             out[i] = UttDecode(feats[i][0], exp.sp.decode(hyps[k]), features_duration_s(int(lens[k])), share)
+        bar.update(len(idx))
+    bar.close()
     return [out[i] for i in range(len(feats))]
 
 
 def decode_streaming(exp: Experiment, audio: Iterable[tuple[str, np.ndarray]], method: str = "greedy",
                      beam: int = 4, chunk_ms: float | None = None, ilm_weight: float = 0.0,
-                     blank_penalty: float = 0.0) -> list[UttDecode]:
+                     blank_penalty: float = 0.0, progress: bool = False,
+                     total: int | None = None) -> list[UttDecode]:
     """First-pass streaming decoding of ``(uttid, 16 kHz float32 samples)``, fed ``chunk_ms`` at a time."""
     session = StreamingSession(exp.model, exp.cmvn, exp.sp, method=method, beam=beam, ilm_weight=ilm_weight,
                                blank_penalty=blank_penalty)
     chunk_ms = chunk_ms or 10.0 * exp.model.chunk_size_frames
     step = max(1, int(round(chunk_ms * 16)))  # samples per piece at 16 kHz
     results = []
-    for uttid, samples in audio:
+    for uttid, samples in progress_bar(audio, total=total, desc="decode streaming", enabled=progress):
         session.reset()
         for s in range(0, len(samples), step):
             session.accept_waveform(samples[s:s + step])

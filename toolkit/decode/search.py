@@ -23,6 +23,8 @@ class _Greedy:
     def __init__(self, decoder, batch: int, device, max_sym_per_frame: int, blank_penalty: float = 0.0):
         self.decoder, self.max_sym, self.blank_penalty = decoder, max_sym_per_frame, blank_penalty
         self.hyps = [[] for _ in range(batch)]
+        self.frames = [[] for _ in range(batch)]  # encoder frame index of each emitted token
+        self.t = 0
         blank = torch.full((batch,), decoder.blank_id, dtype=torch.long, device=device)
         self.pred, self.state = decoder.step(blank, decoder.init_state(batch, device))  # (B, P)
 
@@ -41,19 +43,22 @@ class _Greedy:
                 break
             for b in emitting.nonzero()[:, 0].tolist():
                 self.hyps[b].append(int(best[b]))
+                self.frames[b].append(self.t)
             pred, state = self.decoder.step(best, self.state)
             self.pred = torch.where(emitting[:, None], pred, self.pred)
             self.state = self.decoder.merge_state(emitting, state, self.state)
+        self.t += 1
 
 
 @torch.no_grad()
 def greedy_search(decoder, enc, enc_lens, max_sym_per_frame: int = 3,
-                  blank_penalty: float = 0.0) -> list[list[int]]:
-    """enc (B, T, D), enc_lens (B,) -> best token ids per utterance (blank removed)."""
+                  blank_penalty: float = 0.0, with_frames: bool = False):
+    """enc (B, T, D), enc_lens (B,) -> best token ids per utterance (blank removed);
+    with_frames: also the encoder frame index at which each token was emitted."""
     g = _Greedy(decoder, enc.shape[0], enc.device, max_sym_per_frame, blank_penalty)
     for t in range(enc.shape[1]):
         g.advance(enc[:, t], enc_lens > t)
-    return g.hyps
+    return (g.hyps, g.frames) if with_frames else g.hyps
 
 
 def _cat_states(states):
@@ -79,6 +84,8 @@ class _Beam:
         blank = torch.full((1,), decoder.blank_id, dtype=torch.long, device=device)
         pred, state = decoder.step(blank, decoder.init_state(1, device))
         self.tokens = [()]
+        self.frames = [()]  # per hypothesis: the frame index of each of its tokens
+        self.t = 0
         self.scores = torch.zeros(1, device=device)  # (K,)
         self.pred, self.state = pred, state  # (K, P), predictor state with K rows
 
@@ -87,6 +94,7 @@ class _Beam:
         dec, blank = self.decoder, self.decoder.blank_id
         act_tok, act_score, act_pred, act_state = self.tokens, self.scores, self.pred, self.state
         done_tok, done_score, done_pred, done_state = [], act_score[:0], act_pred[:0], None
+        act_frm, done_frm = self.frames, []
         for _ in range(self.max_sym):
             if not act_tok:
                 break
@@ -106,6 +114,7 @@ class _Beam:
             keep_ext = [i - n_done - K for i in top if i >= n_done + K]
             # closed hyps: predictor unchanged
             new_done_tok = [done_tok[i] for i in keep_done] + [act_tok[k] for k in keep_closed]
+            done_frm = [done_frm[i] for i in keep_done] + [act_frm[k] for k in keep_closed]
             parts_pred, parts_state = [], []
             if keep_done:
                 idx = torch.tensor(keep_done)
@@ -124,17 +133,20 @@ class _Beam:
                 lab = torch.tensor([i % V for i in keep_ext], device=act_pred.device)
                 act_score = ext.reshape(-1)[torch.tensor(keep_ext)]
                 act_tok = [act_tok[s] + (int(y),) for s, y in zip(src.tolist(), lab.tolist())]
+                act_frm = [act_frm[s] + (self.t,) for s in src.tolist()]
                 act_pred, act_state = dec.step(lab, dec.select_state(act_state, src))
             else:
-                act_tok = []
+                act_tok, act_frm = [], []
         # hyps still emitting after max_sym rounds move on without a blank
         tok = done_tok + act_tok
+        self.t += 1
+        frm = done_frm + act_frm
         scores = torch.cat([done_score, act_score[: len(act_tok)]])
         preds = [p for p in (done_pred if done_tok else None, act_pred if act_tok else None) if p is not None]
         states = [s for s, ok in ((done_state, done_tok), (act_state, act_tok)) if ok]
-        self._merge(tok, scores, torch.cat(preds), _cat_states(states))
+        self._merge(tok, frm, scores, torch.cat(preds), _cat_states(states))
 
-    def _merge(self, tok, scores, pred, state):
+    def _merge(self, tok, frm, scores, pred, state):
         first = {}
         for i, t in enumerate(tok):
             first.setdefault(t, []).append(i)
@@ -144,26 +156,32 @@ class _Beam:
         rows = [rows[i] for i in order]
         idx = torch.tensor(rows)
         self.tokens = [tok[r] for r in rows]
+        self.frames = [frm[r] for r in rows]  # of the best-scoring path of each merged group
         self.scores = merged[order]
         self.pred, self.state = pred[idx], self.decoder.select_state(state, idx)
 
     def best(self) -> list[int]:
         return list(self.tokens[int(self.scores.argmax())])
 
+    def best_frames(self) -> list[int]:
+        return list(self.frames[int(self.scores.argmax())])
+
 
 @torch.no_grad()
 def beam_search(decoder, enc, enc_lens, beam: int = 4, max_sym_per_frame: int = 3,
-                ilm_weight: float = 0.0, blank_penalty: float = 0.0) -> list[list[int]]:
-    """Modified beam search per utterance of enc (B, T, D) -> best token ids each."""
+                ilm_weight: float = 0.0, blank_penalty: float = 0.0, with_frames: bool = False):
+    """Modified beam search per utterance of enc (B, T, D) -> best token ids each
+    (with_frames: and the frame index of each token, as greedy_search)."""
     if beam < 1 or max_sym_per_frame < 1:
         raise ValueError(f"need beam >= 1 and max_sym_per_frame >= 1, got {beam}, {max_sym_per_frame}")
-    hyps = []
+    hyps, frames = [], []
     for b in range(enc.shape[0]):
         s = _Beam(decoder, beam, max_sym_per_frame, ilm_weight, enc.device, blank_penalty)
         for t in range(int(enc_lens[b])):
             s.advance(enc[b, t])
         hyps.append(s.best())
-    return hyps
+        frames.append(s.best_frames())
+    return (hyps, frames) if with_frames else hyps
 
 
 class StreamingSearch:
@@ -198,3 +216,7 @@ class StreamingSearch:
 
     def hyp(self) -> list[int]:
         return list(self._search.hyps[0]) if self.method == "greedy" else self._search.best()
+
+    def hyp_frames(self) -> list[int]:
+        """Encoder frame index (from the utterance start) at which each token of hyp() was emitted."""
+        return list(self._search.frames[0]) if self.method == "greedy" else self._search.best_frames()

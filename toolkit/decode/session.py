@@ -31,11 +31,13 @@ def load_sentencepiece(bpe_model_or_sp):
     return bpe_model_or_sp
 
 
-def make_search(decoder, method: str, beam: int, ilm_weight: float = 0.0, blank_penalty: float = 0.0):
+def make_search(decoder, method: str, beam: int, ilm_weight: float = 0.0, blank_penalty: float = 0.0,
+                max_sym_per_frame: int = 3):
     from toolkit.decode.search import StreamingSearch
     if method not in ("greedy", "beam"):
         raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
-    return StreamingSearch(decoder, method=method, beam=beam, ilm_weight=ilm_weight, blank_penalty=blank_penalty)
+    return StreamingSearch(decoder, method=method, beam=beam, ilm_weight=ilm_weight, blank_penalty=blank_penalty,
+                           max_sym_per_frame=max_sym_per_frame)
 
 
 class StreamingSession:
@@ -45,12 +47,13 @@ class StreamingSession:
     """
 
     def __init__(self, model, cmvn, bpe_model_or_sp, method: str = "greedy", beam: int = 4,
-                 ilm_weight: float = 0.0, num_mel_bins: int = 80, blank_penalty: float = 0.0):
+                 ilm_weight: float = 0.0, num_mel_bins: int = 80, blank_penalty: float = 0.0,
+                 max_sym_per_frame: int = 3):
         self.model = model.eval()
         self.cmvn = cmvn
         self.sp = load_sentencepiece(bpe_model_or_sp)
         self.method, self.beam, self.ilm_weight, self.num_mel_bins = method, beam, ilm_weight, num_mel_bins
-        self.blank_penalty = blank_penalty
+        self.blank_penalty, self.max_sym_per_frame = blank_penalty, max_sym_per_frame
         self.device = next(model.parameters()).device
         self.reset()
 
@@ -58,7 +61,7 @@ class StreamingSession:
         self.fbank = OnlineFbank(self.num_mel_bins, SAMPLE_RATE)
         self.state = self.model.init_stream(batch_size=1)
         self.search = make_search(self.model.decoder("streaming"), self.method, self.beam, self.ilm_weight,
-                                  self.blank_penalty)
+                                  self.blank_penalty, self.max_sym_per_frame)
         self.chunk_compute_s: list[float] = []   # one entry per accept_waveform / finalize call
         self.num_samples = 0
         self.num_enc_frames = 0
@@ -98,6 +101,10 @@ class StreamingSession:
 
     def token_ids(self) -> list[int]:
         return list(self.search.hyp())
+
+    def token_frames(self) -> list[int]:
+        """Encoder frame (from the utterance start) at which each of :meth:`token_ids` was emitted."""
+        return self.search.hyp_frames()
 
     def partial(self) -> str:
         return self.sp.decode(self.token_ids())

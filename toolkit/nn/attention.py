@@ -28,7 +28,7 @@ def chunk_attention_mask(lens: torch.Tensor, T: int, chunk_size: int, left_chunk
         if left_chunks >= 0:
             in_window = in_window & (diff <= left_chunks)
         allowed = allowed & in_window[None]
-    return allowed | torch.eye(T, dtype=torch.bool, device=lens.device)[None]
+    return allowed | (idx[:, None] == idx[None, :])[None]  # the diagonal (no bool EyeLike in ONNX runtimes)
 
 
 def rotate(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from typing import Iterable
 
 from toolkit.utils.fileio import InputError, atomic_write, read_lines
 from toolkit.utils.parallel import imap_processes
+from toolkit.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,11 @@ class WordPhonemizer:
         cache_dir: where ``<lang>.tsv`` persists raw espeak output; None keeps it in memory.
         with_stress: keep espeak's stress marks.
         nj: worker processes; batch_size: words per espeak call.
+        progress: a progress bar over the words sent to espeak (on a terminal only).
     """
 
     def __init__(self, lang: str, cache_dir: str | os.PathLike | None = None, with_stress: bool = False,
-                 nj: int = 1, batch_size: int = 2000):
+                 nj: int = 1, batch_size: int = 2000, progress: bool = True):
         _setup_espeak()
         from phonemizer.backend import EspeakBackend
 
@@ -103,6 +105,7 @@ class WordPhonemizer:
             raise ValueError(f"espeak-ng has no language '{lang}' (codes such as en-us, de, fr-fr, cmn; "
                              "list them with: espeak-ng --voices, or EspeakBackend.supported_languages())")
         self.lang, self.with_stress, self.nj, self.batch_size = lang, with_stress, max(1, nj), batch_size
+        self.progress = progress
         self.cache_path = (Path(cache_dir) / f"{lang}{'.stress' if with_stress else ''}.tsv"
                            if cache_dir is not None else None)
         self._cache: dict[str, list[str]] = {}  # espeak input -> raw output ([] = nothing)
@@ -121,8 +124,13 @@ class WordPhonemizer:
             return
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         jobs = [(self.lang, self.with_stress, b) for b in batches]
-        # forked workers inherit imports; each builds its own espeak instance on first use
-        results = list(imap_processes(espeak_batch, jobs, self.nj))
+        bar = progress_bar(total=len(todo), desc=f"lexicon {self.lang}", unit="word", enabled=self.progress)
+        results = []
+        with bar:
+            # forked workers inherit imports; each builds its own espeak instance on first use
+            for phones in imap_processes(espeak_batch, jobs, self.nj):
+                results.append(phones)
+                bar.update(len(phones))
         for batch, phones in zip(batches, results):
             self._cache.update(zip(batch, phones))
         self.n_phonemized += len(todo)

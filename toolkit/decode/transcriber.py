@@ -1,0 +1,235 @@
+"""Transcribe audio with a trained model: the Python API behind ``concord-transcribe``.
+
+Usage::
+
+    from toolkit import Transcriber
+    asr = Transcriber.from_pretrained("egs/mini/exp/train")      # an exp dir or a packed model
+    print(asr.transcribe("my.flac").text)                        # full context (second pass)
+    for r in asr.transcribe(["a.wav", "b.ogg"], mode="streaming"):
+        print(r.uttid, r.text, [(w.word, w.start, w.end) for w in r.words])
+    stream = asr.stream()                                         # live audio, any sample rate
+    stream.accept_waveform(samples, 44100); stream.result(); stream.finalize()
+
+Audio: a path (anything libsndfile reads: wav, flac, ogg, mp3), or float samples in
+[-1, 1] with their ``sample_rate`` (default 16 kHz); other rates are resampled with
+soxr, several channels are averaged. Times (seconds) are those of the encoder frame at
+which the transducer emitted each token: a token is dated by the frame it came out in,
+which lags its sound by up to the model's latency; a word spans its first token's start to
+its last token's end.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from toolkit.features.fbank import SAMPLE_RATE, FbankExtractor
+
+MODES = ("full", "streaming")
+
+
+@dataclass(frozen=True)
+class TimedUnit:
+    """A token (wordpiece) or a word, with start/end in seconds from the start of the audio."""
+    text: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    uttid: str
+    text: str
+    tokens: tuple[TimedUnit, ...]
+    words: tuple[TimedUnit, ...]
+    duration: float       # seconds of audio
+    compute_s: float = 0.0
+
+    def to_json(self) -> dict:
+        unit = lambda u: {"text": u.text, "start": round(u.start, 3), "end": round(u.end, 3)}  # noqa: E731
+        return {"utt": self.uttid, "text": self.text, "duration": round(self.duration, 3),
+                "words": [unit(w) for w in self.words], "tokens": [unit(t) for t in self.tokens]}
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu"):
+    """An :class:`~toolkit.decode.runner.Experiment` from an experiment dir or a packed model."""
+    from toolkit.decode.package import is_package, load_package
+    from toolkit.decode.runner import load_experiment
+    from toolkit.utils.fileio import InputError
+    path = Path(path)
+    if is_package(path):
+        return load_package(path, device)
+    if path.is_dir() and (path / "config.yaml").exists():
+        return load_experiment(path, device=device)
+    raise InputError(path, "neither an experiment dir (config.yaml + model_avg.pt) nor a packed model")
+
+
+def read_audio(spec: str | os.PathLike, uttid: str | None = None) -> np.ndarray:
+    """16 kHz mono float32 samples of an audio file (or a wav.scp ``cmd |`` value)."""
+    from toolkit.features.audio import read_recording, resample
+    uttid = uttid or Path(str(spec)).stem
+    samples, rate = read_recording(str(spec), uttid)
+    return resample(samples, rate, SAMPLE_RATE, uttid, str(spec))
+
+
+def timed_units(sp, ids: Sequence[int], frames: Sequence[int], frame_s: float):
+    """(tokens, words) as TimedUnits: token i spans its emission frame; words group pieces at '▁'."""
+    tokens = tuple(TimedUnit(sp.id_to_piece(i), f * frame_s, (f + 1) * frame_s) for i, f in zip(ids, frames))
+    groups: list[list[int]] = []
+    for k, tok in enumerate(tokens):
+        if tok.text.startswith("\u2581") or not groups:
+            groups.append([])
+        groups[-1].append(k)
+    words = []
+    for g in groups:
+        word = sp.decode([ids[k] for k in g]).strip()
+        if word:
+            words.append(TimedUnit(word, tokens[g[0]].start, tokens[g[-1]].end))
+    return tokens, tuple(words)
+
+
+class Transcriber:
+    """A loaded model plus search settings; ``transcribe`` files or arrays, ``stream`` live audio."""
+
+    def __init__(self, experiment, mode: str = "full", method: str = "greedy", beam: int = 4,
+                 blank_penalty: float = 0.0, ilm_weight: float = 0.0, max_sym_per_frame: int = 3):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if method not in ("greedy", "beam"):
+            raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
+        self.experiment, self.model, self.sp = experiment, experiment.model, experiment.sp
+        self.mode, self.method, self.beam = mode, method, beam
+        self.blank_penalty, self.ilm_weight, self.max_sym_per_frame = blank_penalty, ilm_weight, max_sym_per_frame
+        self.frame_s = 0.01 * self.model.audio_encoder.frames_per_output  # seconds per encoder frame
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str = "cpu", **settings) -> "Transcriber":
+        """From an experiment dir (``exp/<tag>``) or a packed model (``*.concord`` file or dir)."""
+        return cls(load_model(path, device), **settings)
+
+    # --- whole utterances ---------------------------------------------------------------
+    def transcribe(self, audio, mode: str | None = None, sample_rate: int = SAMPLE_RATE,
+                   batch_size: int = 8):
+        """One path / array -> a Transcript; a list of them -> a list (ids: file stems or ``utt<i>``)."""
+        single = isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor))
+        items = [audio] if single else list(audio)
+        named = [(self._name(a, i), a) for i, a in enumerate(items)]
+        results = self.transcribe_named(((u, self._samples(a, u, sample_rate)) for u, a in named),
+                                        mode, batch_size)
+        return results[0] if single else results
+
+    def transcribe_named(self, utterances, mode: str | None = None, batch_size: int = 8) -> list[Transcript]:
+        """``(uttid, 16 kHz samples)`` pairs (any iterable) -> Transcripts in the same order."""
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "streaming":
+            return [self._stream_utterance(u, s) for u, s in utterances]
+        out, batch = [], []
+        for utt in utterances:
+            batch.append(utt)
+            if len(batch) == batch_size:
+                out += self._full_batch(batch)
+                batch = []
+        return out + (self._full_batch(batch) if batch else [])
+
+    @torch.no_grad()
+    def _full_batch(self, batch) -> list[Transcript]:
+        from toolkit.decode.runner import pad_features, run_search
+        extractor = FbankExtractor(self._feat_dim())
+        feats = [extractor.compute(s) for _, s in batch]
+        # audio shorter than the subsampling's receptive field (about 85 ms) has no encoder frame
+        ok = [k for k, f in enumerate(feats) if len(f) >= self.model.audio_encoder.min_frames]
+        hyps, frames, share = {k: [] for k in range(len(batch))}, {k: [] for k in range(len(batch))}, 0.0
+        if ok:
+            start = time.perf_counter()
+            x, lens = pad_features([feats[k] for k in ok], self.experiment.cmvn)
+            device = next(self.model.parameters()).device
+            enc, enc_lens = self.model.encode(x.to(device), lens.to(device), mode="full")  # (B, T', D)
+            found, found_frames = run_search(self.model.decoder("full"), enc, enc_lens, self.method, self.beam,
+                                             self.ilm_weight, self.blank_penalty, with_frames=True,
+                                             max_sym_per_frame=self.max_sym_per_frame)
+            hyps.update(zip(ok, found))
+            frames.update(zip(ok, found_frames))
+            share = (time.perf_counter() - start) / len(ok)
+        return [self._transcript(u, len(s), hyps[k], frames[k], share) for k, (u, s) in enumerate(batch)]
+
+    def _stream_utterance(self, uttid: str, samples: np.ndarray) -> Transcript:
+        stream = self.stream(mode="streaming")
+        stream.accept_waveform(samples)
+        return stream.finalize(uttid)
+
+    # --- live audio -----------------------------------------------------------------------
+    def stream(self, mode: str = "streaming") -> "Stream":
+        """A live session: ``accept_waveform(samples, sample_rate)`` -> partial text, ``result()``,
+        ``finalize()`` -> Transcript. mode 'full': partials from the streaming pass, the final
+        text from the full-context pass over the whole utterance (two-pass recognition)."""
+        return Stream(self, mode)
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _feat_dim(self) -> int:
+        return int(self.experiment.cmvn.mean.shape[0]) if self.experiment.cmvn is not None else 80
+
+    @staticmethod
+    def _name(audio, index: int) -> str:
+        return Path(str(audio)).stem if isinstance(audio, (str, os.PathLike)) else f"utt{index}"
+
+    @staticmethod
+    def _samples(audio, uttid: str, sample_rate: int) -> np.ndarray:
+        if isinstance(audio, (str, os.PathLike)):
+            return read_audio(audio, uttid)
+        from toolkit.features.audio import resample
+        x = np.asarray(audio.cpu().numpy() if isinstance(audio, torch.Tensor) else audio, dtype=np.float32)
+        if x.ndim == 2:  # (N, C) channels last, as soundfile gives them
+            x = x.mean(axis=1, dtype=np.float32)
+        return resample(x.reshape(-1), sample_rate, SAMPLE_RATE, uttid, "<array>")
+
+    def _transcript(self, uttid, num_samples, ids, frames, compute_s) -> Transcript:
+        tokens, words = timed_units(self.sp, ids, frames, self.frame_s)
+        return Transcript(uttid, self.sp.decode(list(ids)), tokens, words, num_samples / SAMPLE_RATE, compute_s)
+
+
+class Stream:
+    """One utterance of live audio (see :meth:`Transcriber.stream`)."""
+
+    def __init__(self, transcriber: Transcriber, mode: str):
+        from toolkit.decode.session import StreamingSession
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        t = transcriber
+        self.transcriber, self.mode = t, mode
+        self.session = StreamingSession(t.model, t.experiment.cmvn, t.sp, method=t.method, beam=t.beam,
+                                        ilm_weight=t.ilm_weight, num_mel_bins=t._feat_dim(),
+                                        blank_penalty=t.blank_penalty, max_sym_per_frame=t.max_sym_per_frame)
+        self.pieces: list[np.ndarray] = []  # 16 kHz audio so far (full mode re-decodes it)
+        self._final: Transcript | None = None
+
+    def accept_waveform(self, samples, sample_rate: int = SAMPLE_RATE) -> str:
+        """Feed more audio; returns the partial text so far (streaming pass)."""
+        x = Transcriber._samples(samples, "stream", sample_rate)
+        if self.mode == "full":
+            self.pieces.append(x)
+        return self.session.accept_waveform(x)
+
+    def result(self) -> str:
+        """Text so far: the streaming partial, or the final text once finalized."""
+        return self._final.text if self._final is not None else self.session.partial()
+
+    def finalize(self, uttid: str = "stream") -> Transcript:
+        """End of audio: flush the streaming pass; in full mode decode the whole utterance again."""
+        if self._final is None:
+            self.session.finalize()
+            t = self.transcriber
+            if self.mode == "full":
+                audio = np.concatenate(self.pieces) if self.pieces else np.zeros(0, np.float32)
+                self._final = t.transcribe_named([(uttid, audio)], mode="full")[0]
+            else:
+                n = self.session.num_samples
+                self._final = t._transcript(uttid, n, self.session.token_ids(), self.session.token_frames(),
+                                            sum(self.session.chunk_compute_s))
+        return self._final
