@@ -31,3 +31,12 @@ def sclite_binary():
         if cand and os.path.exists(cand):
             return cand
     return None
+
+
+def nvvm_available() -> bool:
+    """True when numba can compile PTX here (libNVVM found), with or without a GPU."""
+    try:
+        from numba.cuda.cudadrv import nvvm
+        return nvvm.is_available()
+    except Exception:
+        return False

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import nvvm_available
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -322,15 +323,7 @@ def test_cuda_kernels_agree_with_numba_in_the_cuda_simulator():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
-def _nvvm_available():
-    try:
-        from numba.cuda.cudadrv import nvvm
-        return nvvm.is_available()
-    except Exception:
-        return False
-
-
-@pytest.mark.skipif(not _nvvm_available(), reason="needs libNVVM to compile PTX")
+@pytest.mark.skipif(not nvvm_available(), reason="needs libNVVM to compile PTX")
 def test_cuda_kernels_compile_to_ptx_for_hopper():
     from numba import cuda, types
     sig = (types.float32[:, :, ::1], types.int64[::1], types.int64[::1], types.uint8[:, :, ::1],
