@@ -244,6 +244,7 @@ def test_shipped_configs_build_with_expected_sizes():
     assert 1e6 < count_parameters(build_model(tiny))["total"] < 6e6
     paper = resolve_model_config(load_yaml(CONF_DIR / "model_paper.yaml"))
     assert paper["model_conf"]["shared_encoder_conf"]["d_model"] == 512
+    assert paper["model_conf"]["transducer"] == "pruned"  # the joint network dominates at 4k wordpieces
 
 
 def test_print_model_config_names_a_misspelt_key(tmp_path, capsys):
@@ -295,3 +296,13 @@ def test_consistency_cannot_be_lowered_by_shrinking_both_paths(feature_norm):
         assert torch.allclose(before, after, rtol=1e-3)
     else:
         assert after < 0.05 * before
+
+
+def test_pruned_transducer_is_selected_from_the_model_config():
+    torch.manual_seed(0)
+    m = build_model(small_config(transducer="pruned", transducer_conf={"prune_range": 3})).train()
+    assert m.stream_decoder.transducer == m.full_decoder.transducer == "pruned"
+    out = m(make_batch("paired"))
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert m.full_decoder.simple_am_proj.weight.grad.abs().sum() > 0

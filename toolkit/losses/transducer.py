@@ -226,17 +226,20 @@ def hat_head_grad(logits, lse, gb, gl, idx, work_dtype):
     return grad
 
 
-class _HatTransducerNLL(torch.autograd.Function):
-    """HAT head + transducer NLL on raw logits (B, T, U+1, V), blank logit in column 0."""
+class HatHeadNLL(torch.autograd.Function):
+    """HAT head on raw logits (B, T, W, V) (blank logit in column 0) + a transducer DP on its
+    arc log-probs, with the gradient to the logits fused (:func:`hat_head_grad`).
+
+    apply(logits, idx, dp): idx (B, T, W', 1) the label read at each cell (as
+    :func:`hat_head_log_probs`); dp(blank_lp, label_lp) -> (costs (B,), d costs / d blank_lp,
+    d costs / d label_lp), e.g. ``_nll_and_grads`` with the lengths bound.
+    """
 
     @staticmethod
-    def forward(ctx, logits, targets, t_lens, u_lens):
+    def forward(ctx, logits, idx, dp):
         ctx.work_dtype = torch.promote_types(logits.dtype, torch.float32)  # half/bf16 -> float32
-        x = logits.detach().to(ctx.work_dtype)
-        B, T, U1, V = x.shape
-        idx = targets[:, None, : U1 - 1, None].clamp(0, V - 1).expand(B, T, U1 - 1, 1)
-        blank_lp, label_lp, lse = hat_head_log_probs(x, idx)
-        costs, gb, gl = _nll_and_grads(blank_lp, label_lp, t_lens, u_lens)
+        blank_lp, label_lp, lse = hat_head_log_probs(logits.detach().to(ctx.work_dtype), idx)
+        costs, gb, gl = dp(blank_lp, label_lp)
         ctx.save_for_backward(logits, lse, gb, gl, idx)
         ctx.in_dtype = logits.dtype
         return costs
@@ -246,7 +249,7 @@ class _HatTransducerNLL(torch.autograd.Function):
         logits, lse, gb, gl, idx = ctx.saved_tensors
         g = grad_cost.to(ctx.work_dtype)[:, None, None]
         grad = hat_head_grad(logits, lse, gb * g, gl * g, idx, ctx.work_dtype)
-        return grad.to(ctx.in_dtype), None, None, None
+        return grad.to(ctx.in_dtype), None, None
 
 
 def hat_transducer_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lens: torch.Tensor,
@@ -260,4 +263,7 @@ def hat_transducer_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lens:
     lattice-sized temporary in backward instead of several. Raises ValueError on bad lengths.
     """
     _check_lengths(logits.shape, targets, logit_lens, target_lens)
-    return _HatTransducerNLL.apply(logits, targets, logit_lens, target_lens)
+    B, T, U1, V = logits.shape
+    idx = targets[:, None, : U1 - 1, None].clamp(0, V - 1).expand(B, T, U1 - 1, 1)
+    return HatHeadNLL.apply(logits, idx, lambda blank_lp, label_lp: _nll_and_grads(blank_lp, label_lp, logit_lens,
+                                                                                 target_lens))

@@ -64,7 +64,8 @@ class JointSpeechTextModel(nn.Module):
                  share_decoder: bool = False, text_weight: float = 1.0, cons_weight: float = 0.05,
                  cons_layers: str | list = "all", cons_normalize: str = "frames",
                  cons_feature_norm: bool = True, ctc_weight: float = 0.0, ctc_target: str = "tokens",
-                 max_lattice_elems: int = 2 ** 25):
+                 max_lattice_elems: int = 2 ** 25, transducer: str = "full",
+                 transducer_conf: dict | None = None):
         super().__init__()
         chunking = {"chunk_size": chunk_size, "left_chunks": left_chunks}
         self.audio_encoder = build_component("audio_encoder", audio_encoder, audio_encoder_conf, **chunking)
@@ -82,7 +83,7 @@ class JointSpeechTextModel(nn.Module):
             pred = build_component("predictor", predictor, predictor_conf, vocab_size=vocab_size)
             join = build_component("joiner", joiner, joiner_conf, enc_dim=enc_dim, pred_dim=pred.output_dim,
                                    vocab_size=vocab_size)
-            return HatDecoder(pred, join, vocab_size, max_lattice_elems)
+            return HatDecoder(pred, join, vocab_size, max_lattice_elems, transducer, transducer_conf)
 
         self.stream_decoder = make_decoder(self.shared_encoder.output_dim)
         if share_decoder:

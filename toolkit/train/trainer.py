@@ -242,6 +242,9 @@ class Trainer:
             if hasattr(self.model, "set_consistency_scale"):
                 w = conf["cons_warmup"]
                 self.model.set_consistency_scale(delayed_ramp(p.step, w["start_step"], w["ramp_steps"]))
+            for module in self.model.modules():  # step-scheduled losses (the pruned transducer's warm-up)
+                if hasattr(module, "set_step"):
+                    module.set_step(p.step)
             out = self.forward_backward(batch, 1.0 / accum, sync=last)
             finite &= math.isfinite(out["loss"])
             meter.add(meta["kind"], out)
