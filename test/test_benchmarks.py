@@ -17,9 +17,11 @@ def test_bench_alignment_quick_runs_every_method_and_they_agree(tmp_path, capsys
     out_json = tmp_path / "bench.json"
     assert bench_alignment.main(["--quick", "--repeat", "1", "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
-    for row in ("cost matmul (floor)", "ours DP+backtrace", "pytorch frame loop", "monotonic_align (MAS)",
-                "consistency loss forward+backward"):
+    for row in ("plain bmm (floor)", "cost matrix", "ours DP+backtrace", "pytorch frame loop",
+                "monotonic_align (MAS)", "consistency loss forward ", "consistency loss forward+backward"):
         assert row in text
+    assert re.search(r"forward .*x cost matrix \+ DP, [0-9.]+x plain bmm", text)
+    assert re.search(r"forward\+backward .*\(([0-9.]+)x plain bmm", text)
     assert "same path cost: False" not in text and "same path cost: True" in text
     results = json.loads(out_json.read_text())
     rows = results if isinstance(results, list) else results["shapes"]
