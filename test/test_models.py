@@ -306,3 +306,10 @@ def test_pruned_transducer_is_selected_from_the_model_config():
     assert torch.isfinite(out["loss"])
     out["loss"].backward()
     assert m.full_decoder.simple_am_proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("recipe", ["librispeech", "multilingual"])
+def test_paper_scale_recipes_train_with_the_pruned_transducer(recipe):
+    from toolkit.train.config import resolve_config
+    conf = resolve_config(Path(__file__).resolve().parents[1] / "egs" / recipe / "conf" / "train.yaml")
+    assert conf["model_conf"]["transducer"] == "pruned"
