@@ -109,3 +109,11 @@ def tiny_recipe(tmp_path_factory) -> dict:
     """make_tiny_recipe, built once per test session (treat it as read-only)."""
     return make_tiny_recipe(tmp_path_factory.mktemp("tiny_recipe"))
 
+
+def nvvm_available() -> bool:
+    """True when numba can compile PTX here (libNVVM found), with or without a GPU."""
+    try:
+        from numba.cuda.cudadrv import nvvm
+        return nvvm.is_available()
+    except Exception:
+        return False

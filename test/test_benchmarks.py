@@ -17,9 +17,11 @@ def test_bench_alignment_quick_runs_every_method_and_they_agree(tmp_path, capsys
     out_json = tmp_path / "bench.json"
     assert bench_alignment.main(["--quick", "--repeat", "1", "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
-    for row in ("cost matmul (floor)", "ours DP+backtrace", "pytorch frame loop", "monotonic_align (MAS)",
-                "consistency loss forward+backward"):
+    for row in ("plain bmm (floor)", "cost matrix", "ours DP+backtrace", "pytorch frame loop",
+                "monotonic_align (MAS)", "consistency loss forward ", "consistency loss forward+backward"):
         assert row in text
+    assert re.search(r"forward .*x cost matrix \+ DP, [0-9.]+x plain bmm", text)
+    assert re.search(r"forward\+backward .*\(([0-9.]+)x plain bmm", text)
     assert "same path cost: False" not in text and "same path cost: True" in text
     results = json.loads(out_json.read_text())
     rows = results if isinstance(results, list) else results["shapes"]
@@ -54,3 +56,18 @@ def test_bench_frontend_compares_the_dump_with_bare_fbank(capsys):
     text = capsys.readouterr().out
     m = re.search(r"ratio dump / bare: ([0-9.]+)", text)
     assert m and float(m.group(1)) > 0
+
+
+def test_bench_transducer_tiny_runs_every_method_and_prints_ratios_to_pruned(tmp_path, capsys):
+    pytest.importorskip("warprnnt_numba")
+    from toolkit.bin import bench_transducer
+    out_json = tmp_path / "bench.json"
+    assert bench_transducer.main(["--shapes", "tiny", "--repeat", "1", "--threads", "1", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in text.splitlines()[2:]}
+    assert set(rows) == {"full", "full_whole", "pruned", "warprnnt"}
+    for line in rows.values():
+        ratios = [float(x) for x in re.findall(r"(\d+\.\d+)x", line)]
+        assert len(ratios) == 2 and all(r > 0 and math.isfinite(r) for r in ratios)
+    methods = json.loads(out_json.read_text())[0]["methods"]
+    assert all(m["seconds"] > 0 and m["peak_bytes"] >= 0 for m in methods.values())

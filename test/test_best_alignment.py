@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import nvvm_available
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -322,15 +323,7 @@ def test_cuda_kernels_agree_with_numba_in_the_cuda_simulator():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
-def _nvvm_available():
-    try:
-        from numba.cuda.cudadrv import nvvm
-        return nvvm.is_available()
-    except Exception:
-        return False
-
-
-@pytest.mark.skipif(not _nvvm_available(), reason="needs libNVVM to compile PTX")
+@pytest.mark.skipif(not nvvm_available(), reason="needs libNVVM to compile PTX")
 def test_cuda_kernels_compile_to_ptx_for_hopper():
     from numba import cuda, types
     sig = (types.float32[:, :, ::1], types.int64[::1], types.int64[::1], types.uint8[:, :, ::1],
@@ -364,12 +357,36 @@ def test_best_alignment_alone_returns_path_without_grad():
     assert path.tokens[1, 5].item() == -1 and not path.dp_cost.requires_grad
 
 
-def test_second_backward_through_the_same_graph_is_refused():
+def test_second_backward_through_the_same_graph_gives_the_same_gradient():
+    """The forward keeps only the inputs and the path (the pair differences are formed in
+    backward), so a retained graph can be differentiated twice."""
     a = torch.randn(1, 6, 3, requires_grad=True)
     loss, _ = best_alignment_loss(a, torch.tensor([6]), torch.randn(1, 4, 3), torch.tensor([4]))
-    loss.sum().backward(retain_graph=True)
-    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
-        loss.sum().backward()
+    (g1,) = torch.autograd.grad(loss.sum(), a, retain_graph=True)
+    (g2,) = torch.autograd.grad(loss.sum(), a)
+    assert torch.equal(g1, g2) and g1.abs().sum() > 0
+
+
+def test_loss_value_is_the_dp_optimum_and_equals_the_path_pairs_distance():
+    from toolkit.losses.best_alignment import path_cost
+    a, t = torch.randn(2, 3, 40, 8, requires_grad=True), torch.randn(2, 3, 12, 8)
+    nl, ml = torch.tensor([40, 31, 12]), torch.tensor([12, 9, 12])
+    loss, path = best_alignment_loss(a, nl, t, ml, normalize="none")
+    assert torch.equal(loss.detach(), path.dp_cost)
+    torch.testing.assert_close(loss, path_cost(a, t, path), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cost_matrix_equals_direct_squared_distances(threads):
+    a, t = 3 * torch.randn(4, 30, 16), 3 * torch.randn(4, 11, 16)
+    direct = ((a.double()[:, :, None] - t.double()[:, None]) ** 2).sum(-1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # 2: the parallel numba build (where numba has two threads)
+    try:
+        cost = alignment_cost_matrix(a, t)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(cost.double(), direct, rtol=1e-5, atol=1e-3)
 
 
 def test_empty_batch_and_all_short_examples_with_fallback():

@@ -169,6 +169,7 @@ def test_shipped_configs_build_with_expected_sizes():
     assert 1e6 < count_parameters(build_model(tiny))["total"] < 6e6
     paper = resolve_model_config(load_yaml(CONF_DIR / "model_paper.yaml"))
     assert paper["model_conf"]["shared_encoder_conf"]["d_model"] == 512
+    assert paper["model_conf"]["transducer"] == "pruned"  # the joint network dominates at 4k wordpieces
 
 
 def test_print_model_config_names_a_misspelt_key(tmp_path, capsys):
@@ -203,3 +204,21 @@ def test_frame_stacking_halves_the_rate_and_still_streams_exactly():
         start += n
     tail, _ = model.encode_chunk_final(state)
     assert torch.allclose(torch.cat(outs + [tail], dim=1), whole, atol=1e-5)
+
+
+def test_pruned_transducer_is_selected_from_the_model_config():
+    torch.manual_seed(0)
+    m = build_model(small_config(transducer="pruned", transducer_conf={"prune_range": 3})).train()
+    assert m.stream_decoder.transducer == m.full_decoder.transducer == "pruned"
+    out = m(make_batch("paired"))
+    loss = out["hat_stream"] + out["hat_full"]
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert m.full_decoder.simple_am_proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("recipe", ["librispeech", "multilingual"])
+def test_paper_scale_recipes_train_with_the_pruned_transducer(recipe):
+    from toolkit.train.config import resolve_config
+    conf = resolve_config(Path(__file__).resolve().parents[1] / "egs" / recipe / "conf" / "train.yaml")
+    assert conf["model_conf"]["transducer"] == "pruned"

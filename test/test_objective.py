@@ -121,6 +121,23 @@ def test_training_with_consistency_lowers_the_consistency_term_against_training_
     assert on < 0.7 * off, (on, off)
 
 
+@pytest.mark.parametrize("feature_norm", [True, False])
+def test_consistency_cannot_be_lowered_by_shrinking_both_paths(feature_norm):
+    model, objective = model_and_objective(**{"consistency.feature_norm": feature_norm})
+    model.eval()
+    batch = make_batch("paired")
+    with torch.no_grad():
+        before = objective(model, batch)["cons/encoder"]
+        for enc in (model.audio_encoder.conformer, model.text_encoder.conformer):
+            enc.layers[-1].norm_out.weight.mul_(0.1)
+            enc.layers[-1].norm_out.bias.mul_(0.1)
+        after = objective(model, batch)["cons/encoder"]
+    if feature_norm:
+        assert torch.allclose(before, after, rtol=1e-3)
+    else:
+        assert after < 0.05 * before
+
+
 def test_forced_alignment_needs_the_phoneme_ctc():
     with pytest.raises(ConfigError, match="ctc_target: phones"):
         model_and_objective(**{"consistency.alignment": "forced"})

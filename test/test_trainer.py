@@ -366,3 +366,27 @@ def test_fewer_batches_than_ranks_is_a_clear_error(tmp_path, tiny_data):
     paired = PairedDataset(tiny_data / "train", None)  # 16 utterances: one batch
     with pytest.raises(ConfigError, match="fewer batches than the 2 rank"):
         Trainer(conf, tmp_path, DistInfo(0, 2, 0, torch.device("cpu")), nn.Linear(1, 1), paired)
+
+
+class StepRecorder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def set_step(self, step):
+        self.seen.append(step)
+
+
+def test_modules_with_set_step_are_told_the_training_step(tmp_path, tiny_data):
+    """Step-scheduled losses (the pruned transducer's warm-up) read the step from the trainer."""
+    built = []
+
+    def build(conf):
+        model = StandInJoint(conf)
+        model.recorder = StepRecorder()
+        built.append(model)
+        return model
+    cfg = tiny_config(tmp_path / "c.yaml", max_epochs=1)
+    assert train_main(train_args(tiny_data, cfg, tmp_path / "exp"), build_model=build) == 0
+    seen = built[-1].recorder.seen
+    assert seen[0] == 0 and seen == sorted(seen) and seen[-1] > 0

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import nvvm_available
 from hypothesis import given, settings, strategies as st
 
 from toolkit.losses.transducer import transducer_loss
@@ -145,3 +146,82 @@ def test_fused_hat_loss_takes_bfloat16_logits_and_returns_their_dtype():
     ref = transducer_loss(hat_log_probs(logits.detach().float()), targets, tl, ul)
     assert grad.dtype == torch.bfloat16 and torch.isfinite(grad.float()).all()
     assert torch.allclose(loss.float(), ref, rtol=1e-2)
+
+
+# ---- the DP on the tensors' device --------------------------------------------------------
+def _arc_grids(B, T, U, seed, scale=3.0):
+    """Random blank (B, T, U+1) and label (B, T, U) log-prob grids, float64, no V axis."""
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(seed)
+    b = torch.randn(B, T, U + 1, generator=g, dtype=torch.float64) * scale
+    label = F.logsigmoid(-b[:, :, :U]) + torch.rand(B, T, U, generator=g, dtype=torch.float64).log() * 2
+    return F.logsigmoid(b), label
+
+
+def test_cuda_kernel_equals_cpu_kernel_in_the_cuda_simulator():
+    import os
+    import subprocess
+    import sys
+    code = (
+        "import numpy as np, torch\n"
+        "from test_transducer import _arc_grids\n"
+        "from toolkit.losses import transducer as Tr, transducer_cuda as C\n"
+        "bl, ll = (x.numpy() for x in _arc_grids(4, 7, 5, 0))\n"
+        "ll[1, 2, 1] = -np.inf  # a missing arc, as pruning makes\n"
+        "tl, ul = np.array([7, 5, 1, 3]), np.array([5, 2, 0, 5])\n"
+        "gpu, cpu = C.forward_backward_host(bl, ll, tl, ul), Tr.forward_backward_cpu(bl, ll, tl, ul)\n"
+        "assert all(np.allclose(x, y, atol=1e-5, rtol=1e-5) for x, y in zip(gpu, cpu))\n"
+        "assert gpu[1][0, :, :6].min() < -0.1 and (gpu[1][2, 1:] == 0).all()  # padding untouched\n"
+        "print('ok')\n")
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
+               PYTHONPATH=os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_float32_dp_agrees_with_float64_on_a_long_lattice():
+    """T = 1500, U = 400: the float32 recurrence (the CUDA kernel's arithmetic) stays within
+    1e-5 relative of float64 in the loss and 2e-3 absolute in the arc occupancies."""
+    from toolkit.losses.transducer import forward_backward_cpu
+    bl, ll = (x.numpy() for x in _arc_grids(2, 1500, 400, 1))
+    tl, ul = np.array([1500, 1100]), np.array([400, 300])
+    c64, gb64, gl64 = forward_backward_cpu(bl, ll, tl, ul)
+    c32, gb32, gl32 = forward_backward_cpu(bl.astype(np.float32), ll.astype(np.float32), tl, ul)
+    assert c32.dtype == gb32.dtype == np.float32
+    np.testing.assert_allclose(c32, c64, rtol=1e-5)
+    assert np.abs(gb32 - gb64).max() < 2e-3 and np.abs(gl32 - gl64).max() < 2e-3
+
+
+def test_arc_occupancies_sum_to_the_path_length():
+    """Every path takes T blanks and U labels, so the occupancies sum to T and U."""
+    from toolkit.losses.transducer import lattice_nll
+    bl, ll = _arc_grids(2, 6, 4, 2)
+    costs, occ_b, occ_l = lattice_nll(bl, ll, torch.tensor([6, 3]), torch.tensor([4, 2]))
+    assert occ_b.sum((1, 2)).tolist() == pytest.approx([6, 3]) and occ_l.sum((1, 2)).tolist() == pytest.approx([4, 2])
+    assert not occ_b.requires_grad and (occ_b >= 0).all()
+
+
+@pytest.mark.skipif(not nvvm_available(), reason="needs libNVVM to compile PTX")
+def test_cuda_kernel_compiles_to_ptx_for_hopper():
+    from numba import cuda, types
+    from toolkit.losses import transducer_cuda
+    f3, i1 = types.float32[:, :, ::1], types.int64[::1]
+    sig = (f3, f3, i1, i1, f3, f3, types.float32[::1], f3, f3)
+    ptx, _ = cuda.compile_ptx(transducer_cuda._kernel().py_func, sig, cc=(9, 0))
+    assert "bar.sync" in ptx and ".f64" not in ptx  # barriers between diagonals, float32 only
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_transducer_loss_on_cuda_equals_cpu():
+    lp = random_lattice(3, 20, 6, 9, 4).float()
+    targets = torch.randint(1, 9, (3, 6), generator=torch.Generator().manual_seed(1))
+    tl, ul = torch.tensor([20, 11, 3]), torch.tensor([6, 2, 6])
+    x = lp.cuda().requires_grad_(True)
+    gpu = transducer_loss(x, targets.cuda(), tl.cuda(), ul.cuda())
+    (g_gpu,) = torch.autograd.grad(gpu.sum(), x)
+    y = lp.clone().requires_grad_(True)
+    cpu = transducer_loss(y, targets, tl, ul)
+    (g_cpu,) = torch.autograd.grad(cpu.sum(), y)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=1e-4, atol=1e-4)

@@ -9,8 +9,10 @@ Per shape (B, n, m, d, L) it times, given the float32 cost matrix (L*B, n, m): o
 (DP + backtrace; numba on CPU, numba.cuda with --device cuda), the PyTorch frame loop
 (toolkit.losses.best_alignment_reference), and monotonic_align's Cython MAS core (fed
 -cost, frames as rows: its pattern is our frames_to_tokens; single-threaded), checks the
-three paths cost the same, and prints the cost-matrix matmul time as the floor plus
-ratios. For the first shape it also times the whole consistency loss forward+backward.
+three paths cost the same, and prints ratios. The floor is a plain bmm a @ t^T of the same
+shapes (the cost matrix adds the norms to it). For the first shape it also times the whole
+consistency loss, forward alone and forward+backward, and prints forward / (cost matrix +
+DP) and both against the plain bmm of the same run.
 Lengths vary per example (70-100% of n and m). Methods run interleaved, --repeat rounds;
 the table shows the best round (the machine may be shared), --json also the medians.
 """
@@ -105,7 +107,8 @@ def bench_shape(B, n, m, d, L, repeat, device, rng, mas=True):
     nl, ml = n_lens.repeat(L).to(device), m_lens.repeat(L).to(device)
     best_path(cost[:1, :8, :4], nl[:1].clamp(max=8), ml[:1].clamp(max=4))  # compile outside the timer
     fresh = cost.clone  # every DP run gets a new copy, so all start from the same cache state
-    runs = {"cost_matmul": (lambda: alignment_cost_matrix(speech, text), None),
+    runs = {"plain_bmm": (lambda: torch.bmm(speech.reshape(-1, n, d), text.reshape(-1, m, d).transpose(1, 2)), None),
+            "cost_matmul": (lambda: alignment_cost_matrix(speech, text), None),
             "ours": (lambda c: best_path(c, nl, ml), fresh)}
     if device == "cpu":  # per-core view: MAS is single-threaded
         runs["ours_1thread"] = (_threads(1)(lambda c: best_path(c, nl, ml)), fresh)
@@ -133,23 +136,31 @@ def bench_shape(B, n, m, d, L, repeat, device, rng, mas=True):
 
 
 def bench_loss(B, n, m, d, L, repeat, device, rng):
-    """Whole consistency loss: cost matmul + DP + gathered loss + backward, in seconds."""
+    """Whole consistency loss (cost matrix + DP + loss), forward alone and forward+backward,
+    and a plain bmm of the same shapes, timed interleaved: dict of seconds."""
     n_lens = torch.from_numpy(rng.integers(int(0.7 * n), n + 1, B))
     m_lens = torch.from_numpy(np.minimum(rng.integers(int(0.7 * m), m + 1, B), n_lens.numpy()))
     speech = torch.randn(L, B, n, d, device=device, requires_grad=True)
     text = torch.randn(L, B, m, d, device=device, requires_grad=True)
 
+    def forward():
+        return best_alignment_loss(speech, n_lens, text, m_lens)[0].mean()
+
     def step():
-        loss, _ = best_alignment_loss(speech, n_lens, text, m_lens)
-        loss.mean().backward()
+        forward().backward()
         speech.grad = text.grad = None
-    return _time_interleaved({"loss": (step, None)}, repeat)[0]["loss"]
+    runs = {"plain_bmm": (lambda: torch.bmm(speech.detach().reshape(-1, n, d),
+                                            text.detach().reshape(-1, m, d).transpose(1, 2)), None),
+            "loss_fwd": (forward, None), "loss_fwd_bwd": (step, None)}
+    return _time_interleaved(runs, repeat)[0]
 
 
 def _fmt(res):
     s = res["shape"]
     head = f"B={s['B']} n={s['n']} m={s['m']} d={s['d']} L={s['L']} ({res['device']}, {res['threads']} threads)"
-    rows = [f"  cost matmul (floor)   {res['cost_matmul_s'] * 1e3:9.1f} ms",
+    rows = [f"  plain bmm (floor)     {res['plain_bmm_s'] * 1e3:9.1f} ms",
+            f"  cost matrix           {res['cost_matmul_s'] * 1e3:9.1f} ms   "
+            f"({res['cost_matmul_s'] / res['plain_bmm_s']:.2f}x plain bmm)",
             f"  ours DP+backtrace     {res['ours_s'] * 1e3:9.1f} ms"]
     if "ours_1thread_s" in res:
         rows.append(f"  ours, 1 thread        {res['ours_1thread_s'] * 1e3:9.1f} ms")
@@ -160,8 +171,13 @@ def _fmt(res):
         rows.append(f"  monotonic_align (MAS) {res['monotonic_align_s'] * 1e3:9.1f} ms   "
                     f"({res['mas_over_ours']:.1f}x ours{per_core})")
     rows.append(f"  same path cost: {res['paths_equal_cost']} (max rel diff {res['max_rel_path_cost_diff']:.2e})")
-    if "loss_fwd_bwd_s" in res:
-        rows.append(f"  consistency loss forward+backward {res['loss_fwd_bwd_s'] * 1e3:9.1f} ms")
+    if "loss" in res:
+        t, floor = res["loss"], res["loss"]["plain_bmm"]
+        parts = res["cost_matmul_s"] + res["ours_s"]
+        rows.append(f"  consistency loss forward          {t['loss_fwd'] * 1e3:9.1f} ms   "
+                    f"({t['loss_fwd'] / parts:.2f}x cost matrix + DP, {t['loss_fwd'] / floor:.2f}x plain bmm)")
+        rows.append(f"  consistency loss forward+backward {t['loss_fwd_bwd'] * 1e3:9.1f} ms   "
+                    f"({t['loss_fwd_bwd'] / floor:.2f}x plain bmm {floor * 1e3:.1f} ms, same rounds)")
     return "\n".join([head] + rows)
 
 
@@ -205,7 +221,7 @@ def main(argv=None):
             p.error(f"--shapes: expected B,n,m,d,L (5 integers), got {spec!r}")
         res = bench_shape(B, n, m, d, L, args.repeat, args.device, rng, mas=mas)
         if k == 0:
-            res["loss_fwd_bwd_s"] = bench_loss(B, n, m, d, L, args.repeat, args.device, rng)
+            res["loss"] = bench_loss(B, n, m, d, L, args.repeat, args.device, rng)
         print(_fmt(res), flush=True)
         results.append(res)
     if args.json:

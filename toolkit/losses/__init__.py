@@ -4,7 +4,9 @@ best_alignment            public API: best_alignment_loss, best_alignment, Align
 best_alignment_numba      CPU DP + backtrace kernel (numba, parallel over layer x example)
 best_alignment_cuda       GPU kernel (numba.cuda, one block per layer x example)
 best_alignment_reference  PyTorch frame loop: the reference and benchmark baseline
-transducer                HAT transducer loss
+transducer                HAT transducer loss; its DP (CPU numba, or CUDA via transducer_cuda)
+transducer_cuda           GPU transducer forward-backward (numba.cuda, anti-diagonals, float32)
+pruned_transducer         pruned HAT transducer loss: simple joiner, window bounds, loss on the window
 """
 import os
 

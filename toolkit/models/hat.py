@@ -4,16 +4,24 @@ HAT (hybrid autoregressive transducer): the joint emits one blank logit b and la
 logits z; ``log P(blank) = logsigmoid(b)``, ``log P(y) = logsigmoid(-b) + log_softmax(z)_y``.
 The internal LM is ``log_softmax(z)`` with the encoder's contribution to the joint removed,
 so the search can subtract it. Vocabulary index 0 is blank (sentencepiece ``<blank>``).
+
+Training loss (``HatDecoder(transducer=...)``): "full" evaluates the joint on every
+(t, u) of the B x T x (U+1) lattice; "pruned" (``toolkit.losses.pruned_transducer``)
+trains a cheap simple joiner (two linear projections, built only then) whose occupancies
+choose prune_range symbol positions per frame, and runs the joint there alone.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from toolkit.losses import pruned_transducer
 from toolkit.losses.transducer import hat_transducer_loss
-from toolkit.utils.config import Registry
+from toolkit.utils.config import ConfigError, Registry
 
 PREDICTORS = Registry("predictor")
 JOINERS = Registry("joiner")
@@ -107,16 +115,43 @@ def hat_log_probs(logits: torch.Tensor) -> torch.Tensor:
     return torch.cat([F.logsigmoid(b), F.logsigmoid(-b) + z.log_softmax(-1)], dim=-1)
 
 
+# pruned transducer settings; simple_scale and the warm-up as in icefall's pruned recipes
+PRUNED_DEFAULTS = {"prune_range": 5, "simple_scale": 0.5, "warmup_steps": 2000, "lm_scale": 0.25, "am_scale": 0.0}
+TRANSDUCERS = ("full", "pruned")
+
+
 class HatDecoder(nn.Module):
-    """Predictor + HAT joiner: the training loss and the step functions the search uses."""
+    """Predictor + HAT joiner: the training loss and the step functions the search uses.
+
+    transducer: "full" or "pruned"; transducer_conf (pruned only): prune_range (symbol
+    positions kept per frame), simple_scale (weight of the simple joiner's loss after
+    warm-up), warmup_steps (the scales go from (1, 0.1) to (simple_scale, 1) over these
+    training steps, read from :meth:`set_step`), lm_scale / am_scale (smoothing of the
+    simple loss). The pruned loss per utterance is simple_w * simple + pruned_w * pruned.
+    """
 
     blank_id = 0
 
     def __init__(self, predictor: nn.Module, joiner: HatJoiner, vocab_size: int,
-                 max_lattice_elems: int = 2 ** 25):
+                 max_lattice_elems: int = 2 ** 25, transducer: str = "full", transducer_conf: dict | None = None):
         super().__init__()
         self.predictor, self.joiner = predictor, joiner
         self.vocab_size, self.max_lattice_elems = vocab_size, max_lattice_elems
+        if transducer not in TRANSDUCERS:
+            raise ConfigError(f"transducer must be one of {TRANSDUCERS}, got {transducer!r}")
+        unknown = sorted(set(transducer_conf or {}) - set(PRUNED_DEFAULTS))
+        if unknown:
+            raise ConfigError(f"transducer_conf: unknown key(s) {', '.join(unknown)}; "
+                              f"accepted: {', '.join(sorted(PRUNED_DEFAULTS))}")
+        self.transducer, self.transducer_conf = transducer, {**PRUNED_DEFAULTS, **(transducer_conf or {})}
+        self.step_count = 0
+        if transducer == "pruned":  # the simple joiner: encoder and predictor straight to logits
+            self.simple_am_proj = nn.Linear(joiner.enc_proj.in_features, vocab_size)
+            self.simple_lm_proj = nn.Linear(joiner.pred_proj.in_features, vocab_size)
+
+    def set_step(self, step: int) -> None:
+        """The training step, for the pruned loss's warm-up of its scales."""
+        self.step_count = int(step)
 
     # --- search API -------------------------------------------------------------
     def init_state(self, n: int, device=None):
@@ -150,17 +185,38 @@ class HatDecoder(nn.Module):
 
     # --- training -----------------------------------------------------------------
     def loss(self, enc, enc_lens, tokens, token_lens):
-        """Transducer NLL per utterance (B,) for enc (B, T, D), tokens (B, U) (pad 0).
+        """Transducer NLL per utterance (B,) for enc (B, T, D), tokens (B, U) (pad 0); with
+        transducer "pruned", the warmed-up mix of the simple and pruned NLLs.
 
-        The (B, T, U+1, V) lattice is built per sub-batch of at most max_lattice_elems
-        elements (utterances sorted by lattice size); with several sub-batches each one is
-        recomputed in backward (checkpointing), so only one lattice is alive at a time.
+        The joint's lattice, (B, T, U+1, V) or pruned (B, T, S, V), is built per sub-batch
+        of at most max_lattice_elems elements (utterances sorted by lattice size); with
+        several sub-batches each one is recomputed in backward (checkpointing), so only
+        one lattice is alive at a time.
         """
-        B = enc.shape[0]
         labels = F.pad(tokens, (1, 0))  # (B, U+1), blank first
-        pred_p = self.joiner.pred_proj(self.predictor(labels))  # (B, U+1, J)
+        pred_out = self.predictor(labels)  # (B, U+1, P)
+        pred_p = self.joiner.pred_proj(pred_out)  # (B, U+1, J)
         enc_p = self.joiner.enc_proj(enc)  # (B, T, J)
-        size = enc_lens * (token_lens + 1) * self.vocab_size
+        if self.transducer == "full":
+            size = enc_lens * (token_lens + 1) * self.vocab_size
+            return self._by_sub_batch(self._group_loss, size, enc_p, pred_p, tokens, enc_lens, token_lens)
+        conf = self.transducer_conf
+        # a window must be able to climb U_b symbols in T_b frames: S - 1 >= U_b / T_b
+        S = max(int(conf["prune_range"]), int((token_lens.float() / enc_lens.float()).ceil().max()) + 1)
+        simple, occupancy = pruned_transducer.simple_hat_loss(
+            self.simple_am_proj(enc), self.simple_lm_proj(pred_out), tokens, enc_lens, token_lens,
+            conf["lm_scale"], conf["am_scale"])
+        starts = pruned_transducer.prune_ranges(occupancy, enc_lens, token_lens, S)  # (B, T)
+        size = enc_lens * S * self.vocab_size
+        pruned = self._by_sub_batch(functools.partial(self._pruned_group_loss, S), size, enc_p, pred_p, tokens, enc_lens, token_lens,
+                                    starts)
+        simple_w, pruned_w = pruned_transducer.loss_scales(self.step_count, conf["simple_scale"],
+                                                           conf["warmup_steps"])
+        return simple_w * simple + pruned_w * pruned
+
+    def _by_sub_batch(self, fn, size, enc_p, pred_p, tokens, enc_lens, token_lens, starts=None):
+        """fn on sub-batches of at most max_lattice_elems lattice elements (``size`` (B,) per
+        utterance), each cut to its own T and U; costs back in the batch's order."""
         order = torch.argsort(size, descending=True).tolist()
         groups, cur = [], []
         for i in order:
@@ -171,16 +227,25 @@ class HatDecoder(nn.Module):
         groups.append(cur)
         costs, perm = [], []
         for g in groups:
-            idx = torch.tensor(g, device=enc.device)
+            idx = torch.tensor(g, device=enc_p.device)
             T, U = int(enc_lens[idx].max()), int(token_lens[idx].max())
             args = (enc_p[idx, :T], pred_p[idx, : U + 1], tokens[idx, :U], enc_lens[idx], token_lens[idx])
+            if starts is not None:
+                args += (starts[idx, :T],)
             if len(groups) > 1 and torch.is_grad_enabled():
-                costs.append(checkpoint(self._group_loss, *args, use_reentrant=False))
+                costs.append(checkpoint(fn, *args, use_reentrant=False))
             else:
-                costs.append(self._group_loss(*args))
+                costs.append(fn(*args))
             perm.append(idx)
         return torch.cat(costs)[torch.argsort(torch.cat(perm))]
 
     def _group_loss(self, enc_p, pred_p, tokens, enc_lens, token_lens):
         logits = self.joiner.logits_projected(enc_p[:, :, None], pred_p[:, None])  # (b, T, U+1, V)
         return hat_transducer_loss(logits, tokens, enc_lens, token_lens)
+
+    def _pruned_group_loss(self, S, enc_p, pred_p, tokens, enc_lens, token_lens, starts):
+        b, T, J = enc_p.shape
+        pos = (starts[..., None] + torch.arange(S, device=starts.device)).clamp(max=pred_p.shape[1] - 1)
+        pred_w = pred_p.gather(1, pos.reshape(b, T * S, 1).expand(-1, -1, J)).reshape(b, T, S, J)
+        logits = self.joiner.logits_projected(enc_p[:, :, None], pred_w)  # (b, T, S, V)
+        return pruned_transducer.pruned_hat_loss(logits, tokens, starts, enc_lens, token_lens)

@@ -57,7 +57,8 @@ class JointSpeechTextModel(nn.Module):
                  cascaded_encoder: str = "conformer", cascaded_encoder_conf: dict | None = None,
                  predictor: str = "lstm", predictor_conf: dict | None = None,
                  joiner: str = "hat", joiner_conf: dict | None = None,
-                 share_decoder: bool = False, ctc_head: str = "none", max_lattice_elems: int = 2 ** 25):
+                 share_decoder: bool = False, ctc_head: str = "none", max_lattice_elems: int = 2 ** 25,
+                 transducer: str = "full", transducer_conf: dict | None = None):
         super().__init__()
         chunking = {"chunk_size": chunk_size, "left_chunks": left_chunks}
         self.audio_encoder = build_component("audio_encoder", audio_encoder, audio_encoder_conf, **chunking)
@@ -75,7 +76,7 @@ class JointSpeechTextModel(nn.Module):
             pred = build_component("predictor", predictor, predictor_conf, vocab_size=vocab_size)
             join = build_component("joiner", joiner, joiner_conf, enc_dim=enc_dim, pred_dim=pred.output_dim,
                                    vocab_size=vocab_size)
-            return HatDecoder(pred, join, vocab_size, max_lattice_elems)
+            return HatDecoder(pred, join, vocab_size, max_lattice_elems, transducer, transducer_conf)
 
         self.stream_decoder = make_decoder(self.shared_encoder.output_dim)
         if share_decoder:

@@ -247,6 +247,9 @@ class Trainer:
             p.position += 1
             micro += 1
             last = micro == accum or p.position == n_batches
+            for module in self.model.modules():  # step-scheduled losses (the pruned transducer's warm-up)
+                if hasattr(module, "set_step"):
+                    module.set_step(p.step)
             out = self.forward_backward(batch, 1.0 / accum, sync=last)
             finite &= math.isfinite(out["loss"])
             meter.add(meta["kind"], out)
