@@ -165,6 +165,17 @@ def test_the_ctc_head_follows_the_objective():
         fill_model_defaults(check_and_fill({**small_config(ctc_head="tokens"), "objective": objective_conf()}))
 
 
+def test_the_transducer_loss_is_chosen_in_the_objective_and_builds_the_simple_joiner():
+    conf = fill_model_defaults(check_and_fill({**small_config(), "objective": objective_conf(
+        transducer="pruned", **{"transducer_conf.prune_range": 3})}))
+    assert conf["model_conf"]["transducer"] == "pruned"
+    model = build_model(conf)
+    assert model.full_decoder.transducer == "pruned" and model.full_decoder.transducer_conf["prune_range"] == 3
+    assert model.full_decoder.simple_am_proj is not None
+    with pytest.raises(ConfigError, match="transducer"):
+        fill_model_defaults(check_and_fill({**small_config(transducer="pruned"), "objective": objective_conf()}))
+
+
 # --- the alignment kinds against brute force ------------------------------------------------
 
 def all_frames_to_tokens_paths(n, m):

@@ -14,7 +14,7 @@ import copy
 import os
 from pathlib import Path
 
-from toolkit.train.objective import MOVED_MODEL_KEYS, OBJECTIVE_DEFAULTS, check_objective, ctc_head_of
+from toolkit.train.objective import MOVED_MODEL_KEYS, OBJECTIVE_DEFAULTS, check_objective, model_keys_of
 from toolkit.utils.config import ConfigError, check_keys, load_yaml, parse_yaml
 
 RESOURCE_CONF = Path(__file__).resolve().parents[1] / "resources" / "conf"
@@ -209,16 +209,16 @@ def fill_data_paths(conf: dict, train_data=None, valid_data=None, text_data=None
 def fill_model_defaults(conf: dict) -> dict:
     """Every ``model_conf`` default filled in (unknown model keys rejected) for registered models.
 
-    The model's CTC head follows the objective (``ctc_head`` is derived, not a setting)."""
+    The model's CTC head and transducer loss follow the objective (derived, not settings)."""
     from toolkit.models import MODELS, resolve_model_config
     if conf.get("model", "joint") not in MODELS.names():
         return conf  # a model the caller builds itself (tests' stand-ins)
     conf = copy.deepcopy(conf)
-    head = ctc_head_of(conf["objective"]) if "objective" in conf else "none"
+    derived = model_keys_of(conf["objective"] if "objective" in conf else check_and_fill({})["objective"])
     model_conf = conf.setdefault("model_conf", {}) or {}
-    if model_conf.get("ctc_head", head) != head:
-        raise ConfigError(f"model_conf.ctc_head {model_conf['ctc_head']!r} disagrees with the objective "
-                          f"(ctc_weight {conf['objective']['ctc_weight']}, ctc_target "
-                          f"{conf['objective']['ctc_target']!r}); remove it: the objective decides")
-    conf["model_conf"] = {**model_conf, "ctc_head": head}
+    for key, value in derived.items():
+        if key in model_conf and model_conf[key] != value:
+            raise ConfigError(f"model_conf.{key} {model_conf[key]!r} disagrees with the objective, which "
+                              f"decides it ({value!r}); remove it from model_conf and set the objective")
+    conf["model_conf"] = {**model_conf, **derived}
     return resolve_model_config(conf)

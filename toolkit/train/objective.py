@@ -33,10 +33,17 @@ from toolkit.utils.config import ConfigError
 
 ALIGNMENTS = ("best", "uniform", "forced", "soft")
 CTC_TARGETS = ("tokens", "phones")
+TRANSDUCERS = ("full", "pruned")
 OBJECTIVE_DEFAULTS: dict = {
     "text_weight": 1.0,          # text-only batches: weight of their two HAT losses
     "ctc_weight": 0.0,           # auxiliary CTC on speech (0: off, and the model has no CTC head)
     "ctc_target": "tokens",      # tokens: wordpieces on the shared encoder; phones: phonemes on the audio encoder
+    # the HAT transducer loss: full (every (t, u) of the lattice) or pruned (a window of
+    # prune_range symbol positions per frame from a simple joiner's occupation; the model then
+    # has the simple joiner's two projections); see toolkit/losses/pruned_transducer.py
+    "transducer": "full",
+    "transducer_conf": {"prune_range": 5, "simple_scale": 0.5, "warmup_steps": 2000, "lm_scale": 0.25,
+                        "am_scale": 0.0},
     "consistency": {
         "weight": 0.05,          # 0: off
         "alignment": "best",     # best | uniform | forced | soft
@@ -56,6 +63,7 @@ MOVED_MODEL_KEYS = {"text_weight": "objective.text_weight", "cons_weight": "obje
                     "cons_normalize": "objective.consistency.normalize",
                     "cons_feature_norm": "objective.consistency.feature_norm",
                     "ctc_weight": "objective.ctc_weight", "ctc_target": "objective.ctc_target"}
+# model_conf keys derived from the objective (model_keys_of); a config may repeat them only unchanged
 
 
 def check_objective(obj: dict, where: str = "objective") -> None:
@@ -63,6 +71,8 @@ def check_objective(obj: dict, where: str = "objective") -> None:
     cons = obj["consistency"]
     if cons["alignment"] not in ALIGNMENTS:
         raise ConfigError(f"{where}.consistency.alignment: choose {', '.join(ALIGNMENTS)}, got {cons['alignment']!r}")
+    if obj["transducer"] not in TRANSDUCERS:
+        raise ConfigError(f"{where}.transducer: choose {', '.join(TRANSDUCERS)}, got {obj['transducer']!r}")
     if obj["ctc_target"] not in CTC_TARGETS:
         raise ConfigError(f"{where}.ctc_target: choose {', '.join(CTC_TARGETS)}, got {obj['ctc_target']!r}")
     for key, value in (("ctc_weight", obj["ctc_weight"]), ("text_weight", obj["text_weight"]),
@@ -80,9 +90,11 @@ def check_objective(obj: dict, where: str = "objective") -> None:
         raise ConfigError(f"{where}.consistency.layers: 'all' or a list of layer names, got {layers!r}")
 
 
-def ctc_head_of(obj: dict) -> str:
-    """The CTC head the model needs for this objective: 'none', 'tokens' or 'phones'."""
-    return obj["ctc_target"] if obj["ctc_weight"] > 0 else "none"
+def model_keys_of(obj: dict) -> dict:
+    """The model_conf keys that follow from the objective (they decide parameters): the CTC
+    head ('none', 'tokens' or 'phones') and the transducer loss with its settings."""
+    return {"ctc_head": obj["ctc_target"] if obj["ctc_weight"] > 0 else "none",
+            "transducer": obj["transducer"], "transducer_conf": dict(obj["transducer_conf"])}
 
 
 def consistency_features(x: torch.Tensor, feature_norm: bool) -> torch.Tensor:
