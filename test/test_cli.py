@@ -168,3 +168,13 @@ def test_every_bin_script_runs_under_the_shared_wrapper():
         module = importlib.import_module(f"toolkit.bin.{info.name}")
         main = getattr(module, "main")
         assert getattr(main, "__wrapped__", None) is not None, f"toolkit.bin.{info.name}.main has no @cli"
+
+
+def test_a_reader_that_goes_away_ends_the_cli_quietly(capsys):
+    from toolkit.utils.cli import run_cli
+
+    def main(argv):
+        raise BrokenPipeError(32, "Broken pipe")  # what print() raises once `| head` has exited
+
+    assert run_cli(main, [], prog="x") == 141
+    assert "error" not in capsys.readouterr().err

@@ -28,6 +28,7 @@ Exit codes, the same for every CLI (shell stages and tests rely on them):
 1     any other failure (a bug, the machine, a diverged training): the exception's
       type and message
 130   interrupted (Ctrl-C)
+141   the reader of stdout went away (``| head``): no message, as for cat
 ====  ==========================================================================
 
 On failure stderr gets one line, ``<prog>: error: <message>``; the traceback follows
@@ -43,7 +44,7 @@ import traceback
 from typing import Callable, Sequence
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
-EXIT_USER, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_USER, EXIT_UNEXPECTED, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 2, 1, 130, 141
 
 
 def one_line(message: object) -> str:
@@ -79,6 +80,9 @@ def run_cli(main: Callable, argv: Sequence[str] | None = None, prog: str | None 
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`... | head`): nothing to report, as cat does
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except USER_ERRORS as e:
         _report(prog, one_line(e) or type(e).__name__, verbose)
         return EXIT_USER
@@ -87,6 +91,14 @@ def run_cli(main: Callable, argv: Sequence[str] | None = None, prog: str | None 
         _report(prog, f"{type(e).__name__}: {one_line(e)}{hint}", verbose)
         return EXIT_UNEXPECTED
     return 0 if code is None else int(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _report(prog: str, message: str, verbose: bool) -> None:
