@@ -129,6 +129,12 @@ def test_report_leaves_out_cells_of_another_code_version(tmp_path, fake_recipe):
     cells[0]["versions"]["code"]["code"] = "other"
     out = write_study_report(study.load_grid(grid), cells, tmp_path / "S.md")
     assert "1 of another code/data version left out" in out.read_text()
+    for c in cells:  # B/seed1 and C/seed1 of another version: compared with each other only
+        if c["seed"] == 1 and c["condition"] in ("B", "C"):
+            c["versions"]["code"]["code"] = "other"
+    text = write_study_report(study.load_grid(grid), cells, tmp_path / "S.md").read_text()
+    assert "## Cells of another version (code other, data data1)" in text
+    assert text.count("| C vs B | full_test | 1/1 |") == 2
 
 
 def test_bootstrap_delta_is_the_wer_difference_and_identical_systems_give_zero():

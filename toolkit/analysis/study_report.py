@@ -53,11 +53,10 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
         with atomic_write(out) as f:
             f.write("# Study\n\nNo cell has finished yet.\n")
         return out
-    ref_version = Counter(version_key(c) for c in cells).most_common(1)[0][0]
+    groups = Counter(version_key(c) for c in cells).most_common()
+    ref_version = groups[0][0]
     used = [c for c in cells if version_key(c) == ref_version]
-    by_cond: dict[str, list[dict]] = defaultdict(list)
-    for c in sorted(used, key=lambda c: c["seed"]):
-        by_cond[c["condition"]].append(c)
+    by_cond = _by_condition(used)
     order = [n for n in grid["conditions"] if n in by_cond]
     decodes = decode_names(used)
     lines = [f"# Study: {grid.get('about', '')}", ""]
@@ -66,11 +65,27 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
     lines += _comparisons(grid, by_cond, decodes)
     lines += _layers(by_cond, out)
     lines += _claims(by_cond, decodes)
+    for version, _ in groups[1:]:  # cells of other code/data: compared among themselves only
+        other = _by_condition([c for c in cells if version_key(c) == version])
+        if len(other) < 2:
+            continue
+        others = [c for cs in other.values() for c in cs]
+        lines += [f"## Cells of another version (code {version[0]}{'+' + version[1] if version[1] else ''}, "
+                  f"data {version[2]}): compared only with each other", ""]
+        lines += _wer_table(grid, other, [n for n in grid["conditions"] if n in other], decode_names(others), None)
+        lines += _comparisons(grid, other, decode_names(others))
     lines += _appendix(cells, ref_version, decodes)
     _plot_wer(by_cond, order, decodes, out.with_name(out.stem + "_wer.png"))
     with atomic_write(out) as f:
         f.write("\n".join(lines) + "\n")
     return out
+
+
+def _by_condition(cells: list[dict]) -> dict[str, list[dict]]:
+    by_cond: dict[str, list[dict]] = defaultdict(list)
+    for c in sorted(cells, key=lambda c: c["seed"]):
+        by_cond[c["condition"]].append(c)
+    return by_cond
 
 
 def _header(grid, cells, used, command):
@@ -96,8 +111,9 @@ def _wer_table(grid, by_cond, order, decodes, plot_name):
         lines.append(f"| {name} | {grid['conditions'][name].get('about', '')} | {len(cs)} | "
                      + " | ".join(_mean_sd([c["decodes"][d]["wer"] for c in cs]) for d in decodes) + " |")
     words = {d: by_cond[order[0]][0]["decodes"][d]["words"] for d in decodes}
-    lines += ["", "Reference words per set: " + ", ".join(f"{d} {w}" for d, w in words.items()) + ".", "",
-              f"![WER by condition]({plot_name}) (dots: seeds; bars: ± 1 sd)", ""]
+    lines += ["", "Reference words per set: " + ", ".join(f"{d} {w}" for d, w in words.items()) + ".", ""]
+    if plot_name:
+        lines += [f"![WER by condition]({plot_name}) (dots: seeds; bars: ± 1 sd)", ""]
     return lines
 
 
