@@ -11,7 +11,7 @@ from toolkit.bin import prepare_commonvoice, prepare_librispeech, prepare_mls, s
 from toolkit.data.corpora import (normalize_sentence, read_commonvoice, read_librispeech, read_mls,
                                   write_text_only)
 from toolkit.data.datadir import DataDir
-from toolkit.data.kaldi_map import c_sort_key
+from toolkit.utils.kaldi_map import c_sort_key
 from toolkit.utils.fileio import InputError
 
 SMALL = ["--num-train", "6", "--num-dev", "2", "--num-test", "2", "--num-text-only", "25",

@@ -7,7 +7,7 @@ import torch
 
 from toolkit.data.collate import collate_paired, collate_text
 from toolkit.data.dataset import PairedDataset, TextDataset, language_balanced_weights
-from toolkit.data.kaldi_map import read_kaldi_map, write_kaldi_map
+from toolkit.utils.kaldi_map import read_kaldi_map, write_kaldi_map
 from toolkit.features.specaug import SpecAugment
 from toolkit.text.seqstore import SeqStore
 from toolkit.train.synthetic import write_paired_set, write_seqstore, write_text_set

@@ -23,7 +23,7 @@ import torch
 
 from toolkit.analysis.consistency import ConsistencyTable, layer_distances, write_report
 from toolkit.data.collate import pad_feats, pad_int
-from toolkit.data.kaldi_map import read_kaldi_map
+from toolkit.utils.kaldi_map import read_kaldi_map
 from toolkit.text.seqstore import SeqStore
 from toolkit.utils.cpu import setup_cpu
 from toolkit.utils.fileio import InputError

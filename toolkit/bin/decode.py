@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from toolkit.data.kaldi_map import c_sort_key
+from toolkit.utils.kaldi_map import c_sort_key
 from toolkit.decode import runner
 from toolkit.features.dump import job_slice
 from toolkit.utils.cpu import setup_cpu

@@ -16,7 +16,7 @@ import itertools
 import logging
 import sys
 
-from toolkit.data.kaldi_map import iter_kaldi_map, read_kaldi_map
+from toolkit.utils.kaldi_map import iter_kaldi_map, read_kaldi_map
 from toolkit.text.seqstore import SeqStoreWriter
 from toolkit.text.text2ids import TextToIds
 from toolkit.utils.fileio import InputError

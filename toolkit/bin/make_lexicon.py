@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from toolkit.data.kaldi_map import read_kaldi_map
+from toolkit.utils.kaldi_map import read_kaldi_map
 from toolkit.text.lexicon import (collect_vocab, collect_vocab_by_language, merge_lang_dirs, phone_table,
                                   write_lexicon, write_multilingual, write_phones)
 from toolkit.text.phonemize import WordPhonemizer

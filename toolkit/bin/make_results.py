@@ -18,7 +18,7 @@ import platform
 import sys
 from pathlib import Path
 
-from toolkit.data.kaldi_map import read_kaldi_map
+from toolkit.utils.kaldi_map import read_kaldi_map
 from toolkit.scoring.score import Counts, build_result
 from toolkit.scoring.sclite import parse_pra, parse_sys
 from toolkit.utils.fileio import InputError, atomic_write

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
-from toolkit.data.kaldi_map import c_sort_key, read_kaldi_map, write_kaldi_map
+from toolkit.utils.kaldi_map import c_sort_key, read_kaldi_map, write_kaldi_map
 from toolkit.utils.fileio import InputError, read_lines
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.data.kaldi_map import read_kaldi_map
+from toolkit.utils.kaldi_map import read_kaldi_map
 from toolkit.features.cmvn import GlobalCMVN
 from toolkit.text.seqstore import SeqStore
 from toolkit.utils.fileio import InputError

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from toolkit.data.kaldi_map import c_sort_key, iter_kaldi_map, read_kaldi_map
+from toolkit.utils.kaldi_map import c_sort_key, iter_kaldi_map, read_kaldi_map
 from toolkit.decode.session import StreamingSession, load_sentencepiece
 from toolkit.scoring.trn import read_trn, write_trn
 from toolkit.utils.config import load_yaml

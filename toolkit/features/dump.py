@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from toolkit.data.kaldi_map import c_sort_key, iter_kaldi_map, read_kaldi_map, write_kaldi_map
+from toolkit.utils.kaldi_map import c_sort_key, iter_kaldi_map, read_kaldi_map, write_kaldi_map
 from toolkit.features.ark import ArkScpWriter
 from toolkit.features.audio import cut_segment, read_recording, speed_perturb
 from toolkit.features.fbank import SAMPLE_RATE, FbankExtractor

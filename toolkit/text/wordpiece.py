@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 
 import sentencepiece as spm
 
-from toolkit.data.kaldi_map import iter_kaldi_map
+from toolkit.utils.kaldi_map import iter_kaldi_map
 from toolkit.utils.fileio import atomic_write
 
 BLANK, UNK = "<blank>", "<unk>"
