@@ -31,9 +31,9 @@ import torch
 
 from toolkit.utils.kaldi_map import c_sort_key
 from toolkit.decode import runner
-from toolkit.features.dump import job_slice
 from toolkit.utils.cpu import setup_cpu
 from toolkit.utils.fileio import InputError, atomic_write
+from toolkit.utils.jobs import job_slice
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from toolkit.features.ark import ArkScpWriter
 from toolkit.features.audio import cut_segment, read_recording, speed_perturb
 from toolkit.features.fbank import SAMPLE_RATE, FbankExtractor
 from toolkit.utils.fileio import InputError
+from toolkit.utils.jobs import job_slice
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,6 @@ def list_utterances(data_dir: str | os.PathLike) -> list[Utterance]:
                 raise InputError(data_dir / "text", f"utterance '{uttid}' has a transcript but no audio "
                                  f"(not in {source})", lineno)
     return sorted(utts, key=lambda u: c_sort_key(u.uttid))
-
-
-def job_slice(items: list, nj: int, job: int) -> list:
-    """The ``job``-th (1-based) of ``nj`` contiguous, near-equal slices."""
-    if not 1 <= job <= nj:
-        raise ValueError(f"job {job} not in 1..{nj}")
-    n = len(items)
-    return items[(job - 1) * n // nj: job * n // nj]
 
 
 def perturbed_id(uttid: str, factor: float) -> str:
