@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from toolkit.data.collate import collate_paired, collate_text
-from toolkit.data.dataset import PairedDataset, TextDataset, language_balanced_weights
+from toolkit.train.dataset import PairedDataset, TextDataset, language_balanced_weights
 from toolkit.utils.kaldi_map import read_kaldi_map, write_kaldi_map
 from toolkit.features.specaug import SpecAugment
 from toolkit.text.seqstore import SeqStore

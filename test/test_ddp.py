@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from toolkit.data.dataset import PairedDataset, TextDataset
+from toolkit.train.dataset import PairedDataset, TextDataset
 from toolkit.data.sampler import InterleavedBatchSampler
 from toolkit.train.config import check_and_fill, fill_data_paths
 from toolkit.train.distributed import DistInfo

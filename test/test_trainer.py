@@ -294,7 +294,7 @@ def test_language_balanced_sampling_from_utt2lang(tmp_path, tiny_data, capsys):
 
 
 def test_fewer_batches_than_ranks_is_a_clear_error(tmp_path, tiny_data):
-    from toolkit.data.dataset import PairedDataset
+    from toolkit.train.dataset import PairedDataset
     from toolkit.train.config import check_and_fill
     from toolkit.train.distributed import DistInfo
     from toolkit.train.trainer import Trainer

@@ -80,7 +80,7 @@ def write_exp_files(exp: Path, conf: dict, argv: list[str], resume: bool) -> Non
 
 def load_data(conf: dict):
     """-> (paired train, text train or None, valid or None, per-utterance weights or None)."""
-    from toolkit.data.dataset import (PairedDataset, TextDataset, language_balanced_weights,
+    from toolkit.train.dataset import (PairedDataset, TextDataset, language_balanced_weights,
                                       read_utt2lang)
     if not conf["train_data"]:
         raise ConfigError("no training data: give --train-data")
