@@ -7,6 +7,7 @@ import torch
 from toolkit.bin import decode as decode_cli
 from toolkit.bin import score as score_cli
 from toolkit.decode import runner
+from toolkit.models.experiment import load_experiment
 from toolkit.decode.search import beam_search, greedy_search
 from toolkit.decode.session import StreamingSession
 from toolkit.features.cmvn import accumulate_stats, write_stats
@@ -81,7 +82,7 @@ def recipe(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def experiment(recipe):
-    return runner.load_experiment(recipe["exp"])
+    return load_experiment(recipe["exp"])
 
 
 def whole_utterance(exp, wav, method, mode="streaming"):

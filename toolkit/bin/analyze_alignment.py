@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     setup_cpu(args.num_threads)
-    from toolkit.decode.runner import load_experiment
+    from toolkit.models.experiment import load_experiment
     from toolkit.train.objective import consistency_features
     try:
         exp = load_experiment(args.exp, args.model, device=args.device)

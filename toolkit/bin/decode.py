@@ -31,6 +31,7 @@ import torch
 
 from toolkit.utils.kaldi_map import c_sort_key
 from toolkit.decode import runner
+from toolkit.models.experiment import Experiment, load_experiment
 from toolkit.utils.cpu import setup_cpu
 from toolkit.utils.fileio import InputError, atomic_write
 from toolkit.utils.jobs import job_slice
@@ -60,7 +61,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def decode_job(args, exp: runner.Experiment, refs: dict, job: int) -> None:
+def decode_job(args, exp: Experiment, refs: dict, job: int) -> None:
     ids = job_slice(sorted(refs, key=c_sort_key), args.nj, job)
     if args.mode == "full":
         feats = runner.load_features(args.feats, ids)
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data, mode = args.data, args.mode
         refs = runner.read_references(data)
-        exp = runner.load_experiment(args.exp, args.model, args.device)
+        exp = load_experiment(args.exp, args.model, args.device)
         info = info_of(args, exp.model)
         runner.clear_merged(args.out)
         write_info(args, info)

@@ -18,20 +18,12 @@ import numpy as np
 import torch
 
 from toolkit.utils.kaldi_map import c_sort_key, iter_kaldi_map, read_kaldi_map
-from toolkit.decode.session import StreamingSession, load_sentencepiece
+from toolkit.decode.session import StreamingSession
+from toolkit.models.experiment import Experiment
 from toolkit.scoring.trn import read_trn, write_trn
-from toolkit.utils.config import load_yaml
 from toolkit.utils.fileio import InputError, atomic_write
 
 FRAME_SHIFT_S, FRAME_LENGTH_S = 0.010, 0.025
-
-
-@dataclass(frozen=True)
-class Experiment:
-    model: torch.nn.Module
-    cmvn: object          # GlobalCMVN or None
-    sp: object            # SentencePieceProcessor
-    config: dict
 
 
 @dataclass(frozen=True)
@@ -41,41 +33,6 @@ class UttDecode:
     audio_s: float
     compute_s: float
     chunk_s: tuple[float, ...] = ()   # streaming: compute per fed piece
-
-
-def _config_path(config: dict, key: str, exp_dir: Path) -> Path:
-    """A path from config.yaml: as written (relative to the recipe dir), else beside exp/<tag>/../.."""
-    if not config.get(key):
-        raise InputError(exp_dir / "config.yaml", f"no '{key}' path (the trainer writes it)")
-    p = Path(config[key])
-    for cand in (p, exp_dir.parent.parent / p):
-        if cand.exists():
-            return cand
-    raise InputError(exp_dir / "config.yaml", f"'{key}': {p} does not exist (relative to the current dir "
-                                              f"or to {exp_dir.parent.parent})")
-
-
-def load_experiment(exp_dir: str | os.PathLike, model_path: str | os.PathLike | None = None,
-                    device: str = "cpu") -> Experiment:
-    """Model (eval mode) from ``config.yaml`` + ``model_avg.pt``, with its CMVN and wordpieces."""
-    from toolkit.features.cmvn import GlobalCMVN
-    from toolkit.models import build_model
-
-    exp_dir = Path(exp_dir)
-    config = load_yaml(exp_dir / "config.yaml")
-    model_path = Path(model_path) if model_path else exp_dir / "model_avg.pt"
-    model = build_model(config)
-    try:
-        state = torch.load(model_path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as e:
-        raise InputError(model_path, f"cannot load model: {e}") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):  # a training checkpoint
-        state = state["model"]
-    model.load_state_dict(state)
-    model.to(device).eval()
-    cmvn = GlobalCMVN.load(_config_path(config, "cmvn", exp_dir))
-    sp = load_sentencepiece(_config_path(config, "bpe_model", exp_dir))
-    return Experiment(model, cmvn, sp, config)
 
 
 def run_search(decoder, enc, enc_lens, method: str, beam: int, ilm_weight: float = 0.0,
