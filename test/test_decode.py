@@ -6,7 +6,7 @@ import torch
 
 from toolkit.bin import decode as decode_cli
 from toolkit.bin import score as score_cli
-from toolkit.decode import runner
+from toolkit.decode import jobs, runner
 from toolkit.models.experiment import load_experiment
 from toolkit.decode.search import beam_search, greedy_search
 from toolkit.decode.session import StreamingSession
@@ -200,9 +200,9 @@ def test_merge_with_a_missing_job_is_an_error(recipe, monkeypatch):
 
 
 def test_merge_names_an_utterance_without_hypothesis(tmp_path):
-    runner.write_job(tmp_path, 1, [runner.UttDecode("a-1", "x", 1.0, 0.1)])
+    jobs.write_job(tmp_path, 1, [runner.UttDecode("a-1", "x", 1.0, 0.1)])
     with pytest.raises(InputError, match="'a-2'"):
-        runner.merge_jobs(tmp_path, 1, {"a-1": "x", "a-2": "y"}, "full")
+        jobs.merge_jobs(tmp_path, 1, {"a-1": "x", "a-2": "y"}, "full")
     assert not (tmp_path / "hyp.trn").exists() and not (tmp_path / "rtf.txt").exists()
 
 

@@ -22,7 +22,6 @@ jobs run here, one after another, then merge. Jobs record the data dir and setti
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -30,10 +29,10 @@ from pathlib import Path
 import torch
 
 from toolkit.utils.kaldi_map import c_sort_key
-from toolkit.decode import runner
+from toolkit.decode import jobs, runner
 from toolkit.models.experiment import Experiment, load_experiment
 from toolkit.utils.cpu import setup_cpu
-from toolkit.utils.fileio import InputError, atomic_write
+from toolkit.utils.fileio import atomic_write
 from toolkit.utils.jobs import job_slice
 
 
@@ -70,7 +69,7 @@ def decode_job(args, exp: Experiment, refs: dict, job: int) -> None:
     else:
         results = runner.decode_streaming(exp, runner.load_audio(args.data, ids), args.method, args.beam,
                                           args.chunk_ms, args.ilm_weight, args.blank_penalty)
-    runner.write_job(args.out, job, results)
+    jobs.write_job(args.out, job, results)
     logging.info("job %d/%d: decoded %d utterances", job, args.nj, len(results))
 
 
@@ -88,22 +87,6 @@ def info_of(args, model) -> dict:
     return info
 
 
-def write_info(args, info: dict) -> None:
-    """What --merge needs later: the data dir, mode and settings of this decode."""
-    with atomic_write(Path(args.out) / "jobs" / "info.json") as f:
-        json.dump({"data": str(args.data), "mode": args.mode, "nj": args.nj, "info": info}, f, indent=1)
-
-
-def read_info(args) -> dict:
-    path = Path(args.out) / "jobs" / "info.json"
-    if not path.exists():
-        raise InputError(path, "missing: no decode job has run in this dir")
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    if meta["nj"] != args.nj:
-        raise InputError(path, f"jobs ran with --nj {meta['nj']}, merge asked for --nj {args.nj}")
-    return meta
-
-
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -118,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_cpu(args.num_threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.merge:
-        meta = read_info(args)
+        meta = jobs.read_info(args.out, args.nj)
         data, mode, info = args.data or meta["data"], meta["mode"], meta["info"]
         refs = runner.read_references(data)
     else:
@@ -126,13 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         refs = runner.read_references(data)
         exp = load_experiment(args.exp, args.model, args.device)
         info = info_of(args, exp.model)
-        runner.clear_merged(args.out)
-        write_info(args, info)
+        jobs.clear_merged(args.out)
+        jobs.write_info(args.out, args.data, args.mode, args.nj, info)
         for job in ([args.job] if args.job is not None else range(1, args.nj + 1)):
             decode_job(args, exp, refs, job)
         if args.job is not None:
             return 0
-    summary = runner.merge_jobs(args.out, args.nj, refs, mode, info)
+    summary = jobs.merge_jobs(args.out, args.nj, refs, mode, info)
     if (Path(data) / "utt2lang").exists():  # per-language tables in make_results
         with atomic_write(Path(args.out) / "utt2lang") as f:
             f.write((Path(data) / "utt2lang").read_text(encoding="utf-8"))
