@@ -109,8 +109,8 @@ def default_build_model(model_conf: dict) -> torch.nn.Module:
 def make_detokenizer(bpe_model: str | None):
     if not bpe_model:
         return None
-    import sentencepiece as spm
-    sp = spm.SentencePieceProcessor(model_file=bpe_model)
+    from toolkit.text.wordpiece import load_wordpiece
+    sp = load_wordpiece(bpe_model)
     return lambda ids: sp.decode([int(i) for i in ids])
 
 
