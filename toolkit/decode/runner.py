@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from toolkit.decode.session import StreamingSession
+from toolkit.features.reader import FeatureReader
 from toolkit.models.experiment import Experiment
 from toolkit.utils.fileio import InputError
-from toolkit.utils.kaldi_map import iter_kaldi_map, read_kaldi_map
+from toolkit.utils.kaldi_map import iter_kaldi_map
 
 FRAME_SHIFT_S, FRAME_LENGTH_S = 0.010, 0.025
 
@@ -97,17 +98,9 @@ def read_references(data_dir: str | os.PathLike) -> dict[str, str]:
 
 
 def load_features(feats_scp: str | os.PathLike, uttids: Sequence[str]) -> list[tuple[str, np.ndarray]]:
-    import kaldiio
-    scp = read_kaldi_map(feats_scp)
-    out = []
-    for u in uttids:
-        if u not in scp:
-            raise InputError(feats_scp, f"utterance '{u}' of the data dir has no features")
-        try:
-            out.append((u, np.asarray(kaldiio.load_mat(scp[u]), dtype=np.float32)))
-        except Exception as e:
-            raise InputError(feats_scp, f"utterance '{u}': cannot read {scp[u]}: {e}") from None
-    return out
+    """Raw fbank ``(uttid, (T, F))`` of ``uttids`` (decode_full applies the experiment's CMVN)."""
+    reader = FeatureReader(feats_scp)
+    return [(u, reader[u]) for u in uttids]
 
 
 def load_audio(data_dir: str | os.PathLike, uttids: Sequence[str]) -> Iterable[tuple[str, np.ndarray]]:
