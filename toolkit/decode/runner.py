@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from toolkit.decode.session import StreamingSession
+from toolkit.features.fbank import SAMPLE_RATE
 from toolkit.features.reader import FeatureReader
 from toolkit.models.experiment import Experiment
 from toolkit.utils.fileio import InputError
@@ -76,11 +77,11 @@ def decode_full(exp: Experiment, feats: Sequence[tuple[str, np.ndarray]], method
 def decode_streaming(exp: Experiment, audio: Iterable[tuple[str, np.ndarray]], method: str = "greedy",
                      beam: int = 4, chunk_ms: float | None = None, ilm_weight: float = 0.0,
                      blank_penalty: float = 0.0) -> list[UttDecode]:
-    """First-pass streaming decoding of ``(uttid, 16 kHz float32 samples)``, fed ``chunk_ms`` at a time."""
+    """First-pass streaming decoding of ``(uttid, float32 samples at SAMPLE_RATE)``, fed ``chunk_ms`` at a time."""
     session = StreamingSession(exp.model, exp.cmvn, exp.sp, method=method, beam=beam, ilm_weight=ilm_weight,
                                blank_penalty=blank_penalty)
     chunk_ms = chunk_ms or 10.0 * exp.model.chunk_size_frames
-    step = max(1, int(round(chunk_ms * 16)))  # samples per piece at 16 kHz
+    step = max(1, int(round(chunk_ms * SAMPLE_RATE / 1000)))  # samples per piece
     results = []
     for uttid, samples in audio:
         session.reset()
@@ -88,7 +89,7 @@ def decode_streaming(exp: Experiment, audio: Iterable[tuple[str, np.ndarray]], m
             session.accept_waveform(samples[s:s + step])
         text = session.finalize()
         chunks = tuple(session.chunk_compute_s)
-        results.append(UttDecode(uttid, text, len(samples) / 16000.0, sum(chunks), chunks))
+        results.append(UttDecode(uttid, text, len(samples) / SAMPLE_RATE, sum(chunks), chunks))
     return results
 
 
@@ -104,7 +105,7 @@ def load_features(feats_scp: str | os.PathLike, uttids: Sequence[str]) -> list[t
 
 
 def load_audio(data_dir: str | os.PathLike, uttids: Sequence[str]) -> Iterable[tuple[str, np.ndarray]]:
-    """16 kHz samples of each utterance (wav.scp + optional segments), one at a time."""
+    """Samples of each utterance at SAMPLE_RATE (wav.scp + optional segments), one at a time."""
     from toolkit.features.audio import cut_segment, read_recording, resample
     from toolkit.features.dump import list_utterances
     utts = {u.uttid: u for u in list_utterances(data_dir)}
@@ -115,4 +116,4 @@ def load_audio(data_dir: str | os.PathLike, uttids: Sequence[str]) -> Iterable[t
         samples, rate = read_recording(u.audio, uttid)
         if u.end >= 0 or u.start > 0:
             samples = cut_segment(samples, rate, u.start, u.end, uttid, u.audio)
-        yield uttid, resample(samples, rate, 16000, uttid, u.audio)
+        yield uttid, resample(samples, rate, SAMPLE_RATE, uttid, u.audio)
