@@ -4,7 +4,7 @@ Usage:
     python -m toolkit.bin.dump_text --lang-dir data/lang --bpe-model data/lang/wp256.model \
         --text data/train/text --out dump/train/seq [--oov phonemize|unk] [--utt2lang data/train/utt2lang]
 
---utt2lang (multilingual lang dir from make_lexicon --merge-phones) picks each
+--utt2lang (with a multilingual lang dir: make_lexicon --utt2lang, or --merge-phones) picks each
 utterance's lexicon; without it the lang dir's (first) language is used. Out-of-lexicon
 words are phonemized with espeak (or mapped to <unk> with --oov unk) and counted in the
 log. The store is written to a temp dir and renamed to --out when complete.
