@@ -95,11 +95,12 @@ def load_data(conf: dict):
                     conf["batching"]["text_ratio"])
     valid = PairedDataset(conf["valid_data"], cmvn) if conf["valid_data"] else None
     weights = None
-    b = conf["batching"]
-    if b["lang_balance_alpha"] is not None:
-        if not b["utt2lang"]:
+    batching = conf["batching"]
+    if batching["lang_balance_alpha"] is not None:
+        if not batching["utt2lang"]:
             raise ConfigError("batching.lang_balance_alpha needs batching.utt2lang")
-        weights = language_balanced_weights(read_utt2lang(b["utt2lang"], paired.uttids), b["lang_balance_alpha"])
+        weights = language_balanced_weights(read_utt2lang(batching["utt2lang"], paired.uttids),
+                                            batching["lang_balance_alpha"])
     return paired, text, valid, weights
 
 
