@@ -73,18 +73,19 @@ def decode_job(args, exp: Experiment, refs: dict, job: int) -> None:
     logging.info("job %d/%d: decoded %d utterances", job, args.nj, len(results))
 
 
-def info_of(args, model) -> dict:
-    info = {"method": args.method if args.method == "greedy" else f"beam{args.beam}"}
+def decode_settings(args, model) -> dict:
+    """The method and, streaming, the latencies: shown in rtf.txt and RESULTS.md."""
+    settings = {"method": args.method if args.method == "greedy" else f"beam{args.beam}"}
     if args.ilm_weight:
-        info["method"] += f" ilm{args.ilm_weight:g}"
+        settings["method"] += f" ilm{args.ilm_weight:g}"
     if args.blank_penalty:
-        info["method"] += f" bp{args.blank_penalty:g}"
+        settings["method"] += f" bp{args.blank_penalty:g}"
     if args.mode == "streaming":
         chunk_ms = args.chunk_ms or 10.0 * model.chunk_size_frames
-        info["algorithmic_latency_ms"] = f"{10.0 * (model.chunk_size_frames + model.lookahead_frames):.0f}"
-        info["model_chunk_ms"] = f"{10.0 * model.chunk_size_frames:.0f}"
-        info["fed_chunk_ms"] = f"{chunk_ms:g}"
-    return info
+        settings["algorithmic_latency_ms"] = f"{10.0 * (model.chunk_size_frames + model.lookahead_frames):.0f}"
+        settings["model_chunk_ms"] = f"{10.0 * model.chunk_size_frames:.0f}"
+        settings["fed_chunk_ms"] = f"{chunk_ms:g}"
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,20 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.merge:
         meta = jobs.read_info(args.out, args.nj)
-        data, mode, info = args.data or meta["data"], meta["mode"], meta["info"]
+        data, mode, settings = args.data or meta["data"], meta["mode"], meta["info"]
         refs = runner.read_references(data)
     else:
         data, mode = args.data, args.mode
         refs = runner.read_references(data)
         exp = load_experiment(args.exp, args.model, args.device)
-        info = info_of(args, exp.model)
+        settings = decode_settings(args, exp.model)
         jobs.clear_merged(args.out)
-        jobs.write_info(args.out, args.data, args.mode, args.nj, info)
+        jobs.write_info(args.out, args.data, args.mode, args.nj, settings)
         for job in ([args.job] if args.job is not None else range(1, args.nj + 1)):
             decode_job(args, exp, refs, job)
         if args.job is not None:
             return 0
-    summary = jobs.merge_jobs(args.out, args.nj, refs, mode, info)
+    summary = jobs.merge_jobs(args.out, args.nj, refs, mode, settings)
     if (Path(data) / "utt2lang").exists():  # per-language tables in make_results
         with atomic_write(Path(args.out) / "utt2lang") as f:
             f.write((Path(data) / "utt2lang").read_text(encoding="utf-8"))

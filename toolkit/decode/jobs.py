@@ -36,10 +36,10 @@ def write_job(out_dir: str | os.PathLike, job: int, results: Sequence[UttDecode]
     write_trn(hyp, [(r.uttid, r.text) for r in results])
 
 
-def write_info(out_dir: str | os.PathLike, data: str | os.PathLike, mode: str, nj: int, info: dict) -> None:
+def write_info(out_dir: str | os.PathLike, data: str | os.PathLike, mode: str, nj: int, settings: dict) -> None:
     """What a later merge needs: the data dir, mode, number of jobs and settings of this decode."""
     with atomic_write(Path(out_dir) / "jobs" / "info.json") as f:
-        json.dump({"data": str(data), "mode": mode, "nj": nj, "info": info}, f, indent=1)
+        json.dump({"data": str(data), "mode": mode, "nj": nj, "info": settings}, f, indent=1)
 
 
 def read_info(out_dir: str | os.PathLike, nj: int) -> dict:
@@ -74,7 +74,7 @@ def read_timing(path: Path) -> list[tuple[str, float, float, list[float]]]:
 
 
 def merge_jobs(out_dir: str | os.PathLike, nj: int, refs: dict[str, str], mode: str,
-               info: dict | None = None) -> dict:
+               settings: dict | None = None) -> dict:
     """Write hyp.trn/ref.trn/timing.tsv/rtf.txt if every job finished and covers every reference."""
     out_dir = Path(out_dir)
     missing = [str(job_files(out_dir, j)[0]) for j in range(1, nj + 1) if not job_files(out_dir, j)[0].exists()]
@@ -101,16 +101,16 @@ def merge_jobs(out_dir: str | os.PathLike, nj: int, refs: dict[str, str], mode: 
     with atomic_write(out_dir / "timing.tsv") as f:
         f.write("#uttid\taudio_s\tcompute_s\n")
         f.writelines(f"{u}\t{a:.3f}\t{c:.4f}\n" for u, a, c, _ in timing)
-    summary = summarize(mode, timing, info or {})
+    summary = summarize(mode, timing, settings or {})
     with atomic_write(out_dir / "rtf.txt") as f:
         f.writelines(f"{k} {v}\n" for k, v in summary.items())
     return summary
 
 
-def summarize(mode: str, timing: list, info: dict) -> dict:
+def summarize(mode: str, timing: list, settings: dict) -> dict:
     audio = sum(t[1] for t in timing)
     compute = sum(t[2] for t in timing)
-    summary = {"mode": mode, **info, "utterances": len(timing), "audio_s": f"{audio:.2f}",
+    summary = {"mode": mode, **settings, "utterances": len(timing), "audio_s": f"{audio:.2f}",
                "compute_s": f"{compute:.2f}", "rtf": f"{compute / audio:.4f}" if audio else "nan"}
     chunks = np.array([c for t in timing for c in t[3]])  # ms
     if len(chunks):
