@@ -13,7 +13,7 @@ import platform
 from pathlib import Path
 
 from toolkit.scoring.sclite import parse_pra, parse_sys
-from toolkit.scoring.score import Counts, build_result
+from toolkit.scoring.wer import Counts, build_result
 from toolkit.utils.fileio import InputError
 from toolkit.utils.kaldi_map import read_kaldi_map
 
