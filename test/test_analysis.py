@@ -123,6 +123,7 @@ def tiny_experiment(tmp_path_factory):
     with kaldiio.WriteHelper(f"ark,scp:{dump / 'feats.ark'},{dump / 'feats.scp'}") as w:
         for u in ids:
             w(u, feats[u])
+    (dump / "utt2num_frames").write_text("".join(f"{u} {len(feats[u])}\n" for u in ids))
     write_stats(dump / "cmvn.ark", accumulate_stats(feats.values()))
     with SeqStoreWriter(dump / "seq") as w:
         for i, u in enumerate(ids[:4]):  # the last utterance has no sequence: skipped with a warning

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from toolkit.bin import prepare_commonvoice, prepare_librispeech, prepare_mls, synthesize_corpus
+from toolkit.bin import prepare_data, synthesize_corpus
 from toolkit.data.corpora import (normalize_sentence, read_commonvoice, read_librispeech, read_mls,
                                   write_text_only)
 from toolkit.data.datadir import DataDir
-from toolkit.data.kaldi_map import c_sort_key
+from toolkit.utils.kaldi_map import c_sort_key
 from toolkit.utils.fileio import InputError
 
 SMALL = ["--num-train", "6", "--num-dev", "2", "--num-test", "2", "--num-text-only", "25",
@@ -35,7 +35,7 @@ def assert_c_sorted(path: Path):
 
 def test_librispeech_data_dir_matches_transcripts(corpus, tmp_path):
     out = tmp_path / "train"
-    assert prepare_librispeech.main(["--corpus", str(corpus / "LibriSpeech"), "--subset", "train-clean-100",
+    assert prepare_data.main(["--layout", "librispeech", "--corpus", str(corpus / "LibriSpeech"), "--subset", "train-clean-100",
                                      "--out", str(out)]) == 0
     d = DataDir.load(out)
     expected = {}
@@ -52,7 +52,7 @@ def test_librispeech_data_dir_matches_transcripts(corpus, tmp_path):
 
 def test_lm_text_streams_with_numbered_ids(corpus, tmp_path):
     lm = corpus / "librispeech-lm-norm.txt.gz"
-    assert prepare_librispeech.main(["--lm-text", str(lm), "--out", str(tmp_path / "to"), "--max-lines", "10"]) == 0
+    assert prepare_data.main(["--layout", "librispeech", "--text-only", str(lm), "--out", str(tmp_path / "to"), "--max-lines", "10"]) == 0
     lines = (tmp_path / "to" / "text").read_text().splitlines()
     with gzip.open(lm, "rt") as f:
         source = f.read().splitlines()
@@ -65,7 +65,7 @@ def test_lm_text_streams_with_numbered_ids(corpus, tmp_path):
 
 def test_mls_ids_are_speaker_prefixed_with_language(corpus, tmp_path):
     out = tmp_path / "dev"
-    assert prepare_mls.main(["--corpus", str(corpus / "mls_spanish"), "--split", "train", "--out", str(out)]) == 0
+    assert prepare_data.main(["--layout", "mls", "--corpus", str(corpus / "mls_spanish"), "--subset", "train", "--out", str(out)]) == 0
     d = DataDir.load(out)
     lines = (corpus / "mls_spanish" / "train" / "transcripts.txt").read_text(encoding="utf-8").splitlines()
     expected = {k.replace("_", "-"): t for k, t in (ln.split("\t") for ln in lines)}
@@ -77,7 +77,7 @@ def test_mls_ids_are_speaker_prefixed_with_language(corpus, tmp_path):
 def test_commonvoice_text_is_normalised_and_speakers_hashed(corpus, tmp_path):
     root = corpus / "cv-corpus" / "de"
     out = tmp_path / "train"
-    assert prepare_commonvoice.main(["--corpus", str(root), "--split", "train", "--out", str(out)]) == 0
+    assert prepare_data.main(["--layout", "commonvoice", "--corpus", str(root), "--subset", "train", "--out", str(out)]) == 0
     d = DataDir.load(out)
     rows = [ln.split("\t") for ln in (root / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]]
     assert len(d) == len(rows) == 6
@@ -86,7 +86,7 @@ def test_commonvoice_text_is_normalised_and_speakers_hashed(corpus, tmp_path):
         utt = f"{spk}-{clip[:-4]}"
         assert d.utt2spk[utt] == spk and d.utt2lang[utt] == "de"
         assert d.text[utt] == normalize_sentence(sentence) and d.text[utt] != sentence
-    rc = prepare_commonvoice.main(["--text-only", str(root / "text_only.txt.gz"), "--out", str(tmp_path / "to")])
+    rc = prepare_data.main(["--layout", "commonvoice", "--text-only", str(root / "text_only.txt.gz"), "--out", str(tmp_path / "to")])
     text_only = (tmp_path / "to" / "text").read_text(encoding="utf-8").splitlines()
     assert rc == 0 and len(text_only) == 25 and not any("." in ln or ln != ln.lower() for ln in text_only)
 
@@ -140,8 +140,9 @@ def test_librispeech_chapter_without_transcript_file(tmp_path):
 
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     root = libri_tree(tmp_path, b"1-2-0000 A\n1-2-0001 B\n1-2-0009 C\n")
-    assert prepare_librispeech.main(["--corpus", str(root), "--subset", "dev", "--out", str(tmp_path / "d")]) == 2
-    assert re.search(r"^prepare_librispeech: error: .*1-2.trans.txt:3", capsys.readouterr().err)
+    assert prepare_data.main(["--layout", "librispeech", "--corpus", str(root), "--subset", "dev",
+                              "--out", str(tmp_path / "d")]) == 2
+    assert re.search(r"^prepare_data: error: .*1-2.trans.txt:3", capsys.readouterr().err)
     assert not (tmp_path / "d").exists()
 
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from toolkit.bin import validate_data_dir as validate_cli
-from toolkit.data.datadir import DataDir, Segment
+from toolkit.data.datadir import DataDir
+from toolkit.utils.kaldi_map import Segment
 from toolkit.data.fix import fix_data_dir
 from toolkit.data.split import NotContiguousError, split_contiguous, split_data_dir, split_keep_groups
 from toolkit.data.subset import combine_data_dirs, subset_data_dir

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from toolkit.data.collate import collate_paired, collate_text
-from toolkit.data.dataset import PairedDataset, TextDataset, language_balanced_weights
-from toolkit.data.kaldi_map import read_kaldi_map, write_kaldi_map
+from toolkit.features.cmvn import GlobalCMVN
+from toolkit.train.dataset import PairedDataset, TextDataset, language_balanced_weights
+from toolkit.utils.kaldi_map import read_kaldi_map, write_kaldi_map
 from toolkit.features.specaug import SpecAugment
 from toolkit.text.seqstore import SeqStore
 from toolkit.train.synthetic import write_paired_set, write_seqstore, write_text_set
@@ -31,7 +32,7 @@ def test_paired_items_match_features_and_sequences_by_uttid(paired_dir):
 
 
 def test_cmvn_normalises_the_training_set(paired_dir):
-    ds = PairedDataset(paired_dir, paired_dir / "cmvn.ark")
+    ds = PairedDataset(paired_dir, GlobalCMVN.load(paired_dir / "cmvn.ark"))
     feats = np.concatenate([ds[i]["feats"] for i in range(len(ds))])
     assert np.allclose(feats.mean(0), 0, atol=1e-4) and np.allclose(feats.std(0), 1, atol=1e-3)
 

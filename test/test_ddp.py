@@ -8,7 +8,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from toolkit.data.dataset import PairedDataset, TextDataset
+from toolkit.features.cmvn import GlobalCMVN
+from toolkit.train.dataset import PairedDataset, TextDataset
 from toolkit.data.sampler import InterleavedBatchSampler
 from toolkit.train.config import check_and_fill, fill_data_paths
 from toolkit.train.distributed import DistInfo
@@ -26,7 +27,7 @@ def make_trainer(root: Path, info: DistInfo) -> Trainer:
     conf = fill_data_paths(conf, lang_dir=root / "lang")
     torch.manual_seed(0)
     model = StandInJoint(conf)
-    paired = PairedDataset(root / "train", root / "train" / "cmvn.ark")
+    paired = PairedDataset(root / "train", GlobalCMVN.load(root / "train" / "cmvn.ark"))
     return Trainer(conf, root / f"exp{info.rank}", info, model, paired, TextDataset(root / "text_only" / "seq"))
 
 

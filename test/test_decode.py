@@ -7,9 +7,10 @@ import torch
 
 from toolkit.bin import decode as decode_cli
 from toolkit.bin import score as score_cli
-from toolkit.decode import runner
+from toolkit.decode import jobs, runner
 from toolkit.decode.search import beam_search, greedy_search
 from toolkit.decode.session import StreamingSession
+from toolkit.models.experiment import load_experiment
 from toolkit.features.fbank import FbankExtractor
 from toolkit.scoring import read_trn
 from toolkit.utils.fileio import InputError
@@ -24,7 +25,7 @@ def recipe(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def experiment(recipe):
-    return runner.load_experiment(recipe["exp"])
+    return load_experiment(recipe["exp"])
 
 
 def whole_utterance(exp, wav, method, mode="streaming"):
@@ -152,7 +153,7 @@ def test_merge_refuses_a_stale_job_of_an_earlier_decode_with_other_options(recip
     capsys.readouterr()
     assert decode_cli.main(["--merge", "--out", str(out), "--nj", "2"]) == 2
     err = capsys.readouterr().err
-    assert "options.2.json: job 2 ran with other options than job 1 (info" in err and "beam2" in err
+    assert "options.2.json: job 2 ran with other options than job 1 (settings" in err and "beam2" in err
     assert not (out / "hyp.trn").exists()
 
 
@@ -160,8 +161,8 @@ def test_a_job_that_starts_removes_its_old_outputs(recipe, monkeypatch):
     monkeypatch.chdir(recipe["root"])
     out = recipe["root"] / "decode_restart"
     assert decode_cli.main(decode_args(recipe, out, "full", "--nj", "2", "--job", "1")) == 0
-    hyp, timing, options = runner.job_files(out, 1)
-    runner.start_job(out, 1, {"nj": 2, "mode": "full"})  # as a rerun does before it decodes
+    hyp, timing, options = jobs.job_files(out, 1)
+    jobs.start_job(out, 1, {"nj": 2, "mode": "full"})  # as a rerun does before it decodes
     assert not hyp.exists() and not timing.exists() and options.exists()
 
 
@@ -177,10 +178,10 @@ def test_decode_with_a_truncated_model_is_one_line(recipe, monkeypatch, capsys, 
 
 
 def test_merge_names_an_utterance_without_hypothesis(tmp_path):
-    runner.start_job(tmp_path, 1, {"nj": 1})
-    runner.write_job(tmp_path, 1, [runner.UttDecode("a-1", "x", 1.0, 0.1)])
+    jobs.start_job(tmp_path, 1, {"nj": 1})
+    jobs.write_job(tmp_path, 1, [runner.UttDecode("a-1", "x", 1.0, 0.1)])
     with pytest.raises(InputError, match="'a-2'"):
-        runner.merge_jobs(tmp_path, 1, {"a-1": "x", "a-2": "y"}, "full")
+        jobs.merge_jobs(tmp_path, 1, {"a-1": "x", "a-2": "y"}, "full")
     assert not (tmp_path / "hyp.trn").exists() and not (tmp_path / "rtf.txt").exists()
 
 

@@ -1,7 +1,7 @@
 """Foundation: atomic writes, Kaldi maps, the config registry."""
 import pytest
 
-from toolkit.data.kaldi_map import read_kaldi_map, write_kaldi_map
+from toolkit.utils.kaldi_map import read_kaldi_map, write_kaldi_map
 from toolkit.utils.config import ConfigError, Registry
 from toolkit.utils.fileio import InputError, atomic_write, read_lines
 

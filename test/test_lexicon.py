@@ -2,6 +2,7 @@
 import pytest
 
 from toolkit.bin import make_lexicon
+from toolkit.text.langdir import build_lang_dir, build_multilingual_lang_dir
 from toolkit.text.lexicon import SPECIAL_PHONES, merge_lang_dirs, read_lexicon, read_phones
 from toolkit.text.phonemize import WordPhonemizer, is_speakable
 from toolkit.utils.fileio import InputError
@@ -49,12 +50,12 @@ def test_is_speakable():
 def test_rerun_with_cache_phonemizes_only_new_words(tmp_path):
     text = write_text(tmp_path / "text", ["u1 HELLO WORLD", "u2 GOOD MORNING"])
     cache = tmp_path / "cache"
-    first = make_lexicon.build_lang_dir([text], "en-us", tmp_path / "lang", cache=cache)
+    first = build_lang_dir([text], "en-us", tmp_path / "lang", cache=cache)
     assert first.n_phonemized > 0
-    again = make_lexicon.build_lang_dir([text], "en-us", tmp_path / "lang", cache=cache)
+    again = build_lang_dir([text], "en-us", tmp_path / "lang", cache=cache)
     assert again.n_phonemized == 0
     more = write_text(tmp_path / "text2", ["u3 HELLO EVENING"])
-    bigger = make_lexicon.build_lang_dir([text, more], "en-us", tmp_path / "lang", cache=cache)
+    bigger = build_lang_dir([text, more], "en-us", tmp_path / "lang", cache=cache)
     assert bigger.n_phonemized == 1  # only "evening"
     assert set(read_lexicon(tmp_path / "lang" / "lexicon.txt")) == {"EVENING", "GOOD", "HELLO", "MORNING", "WORLD"}
 
@@ -71,8 +72,8 @@ def test_cli_writes_lexicon_and_phone_table(tmp_path):
 
 
 def test_merge_gives_one_inventory_over_languages(tmp_path):
-    make_lexicon.build_lang_dir([write_text(tmp_path / "en", ["a THE CAT"])], "en-us", tmp_path / "l_en")
-    make_lexicon.build_lang_dir([write_text(tmp_path / "de", ["b schön"])], "de", tmp_path / "l_de")
+    build_lang_dir([write_text(tmp_path / "en", ["a THE CAT"])], "en-us", tmp_path / "l_en")
+    build_lang_dir([write_text(tmp_path / "de", ["b schön"])], "de", tmp_path / "l_de")
     table = merge_lang_dirs([tmp_path / "l_en", tmp_path / "l_de"], tmp_path / "lang")
     assert read_phones(tmp_path / "lang" / "phones.txt") == table
     for lang in ("en-us", "de"):
@@ -86,7 +87,7 @@ def test_non_utf8_text_names_file_and_line(tmp_path):
     bad = tmp_path / "text"
     bad.write_bytes(b"u1 HELLO\nu2 CAF\xe9\n")
     with pytest.raises(InputError, match=r"text:2: not valid UTF-8"):
-        make_lexicon.build_lang_dir([bad], "en-us", tmp_path / "lang")
+        build_lang_dir([bad], "en-us", tmp_path / "lang")
 
 
 def test_read_phones_rejects_wrong_special_ids(tmp_path):
@@ -113,10 +114,10 @@ def test_utt2lang_language_outside_langs_is_an_error(tmp_path):
     text = write_text(tmp_path / "text", ["a1 DIE KATZE"])
     write_text(tmp_path / "utt2lang", ["a1 de"])
     with pytest.raises(InputError, match=r"utt2lang: languages \['de'\] are not in --langs fr-fr"):
-        make_lexicon.build_multilingual_lang_dir([text], tmp_path / "utt2lang", ["fr-fr"], tmp_path / "lang")
+        build_multilingual_lang_dir([text], tmp_path / "utt2lang", ["fr-fr"], tmp_path / "lang")
     without = write_text(tmp_path / "t2", ["x9 HALLO"])
     with pytest.raises(InputError, match=r"t2:1: utterance 'x9' has no language in utt2lang"):
-        make_lexicon.build_multilingual_lang_dir([without], tmp_path / "utt2lang", None, tmp_path / "lang")
+        build_multilingual_lang_dir([without], tmp_path / "utt2lang", None, tmp_path / "lang")
 
 
 def test_unknown_language_is_rejected_up_front():

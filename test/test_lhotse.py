@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from toolkit.bin import compute_cmvn, dump_feats, synthesize_corpus, validate_data_dir
-from toolkit.data.kaldi_map import read_kaldi_map
+from toolkit.utils.kaldi_map import read_kaldi_map
 
 lhotse = pytest.importorskip("lhotse")
 

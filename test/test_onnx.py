@@ -6,6 +6,7 @@ import torch
 from toolkit.bin import export_onnx as export_cli
 from toolkit.decode import runner
 from toolkit.decode.session import StreamingSession
+from toolkit.models.experiment import load_experiment
 from toolkit.features.fbank import FbankExtractor
 
 from conftest import waveform
@@ -18,7 +19,7 @@ WAVS = [waveform(40 + i, 0.6 + 0.45 * i) for i in range(4)]
 
 @pytest.fixture(scope="module")
 def experiment(tiny_recipe):
-    return runner.load_experiment(tiny_recipe["exp"])
+    return load_experiment(tiny_recipe["exp"])
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_sherpa_onnx_decodes_the_export_as_concord_greedy_streaming(exported, ex
 
 
 def test_lstm_predictor_exports_for_onnxruntime_only(experiment, tmp_path):
-    from toolkit.decode.runner import Experiment
+    from toolkit.models.experiment import Experiment
     from toolkit.export.onnx import export_onnx
     from toolkit.models import build_model
     config = dict(experiment.config, model_conf=dict(experiment.config["model_conf"], predictor="lstm",

@@ -290,12 +290,12 @@ def test_make_results_records_the_toolkit_version_and_git_hash(tmp_path):
 
 
 def test_make_results_adds_per_language_and_pooled_rows(tmp_path):
-    from toolkit.bin import make_results
+    from toolkit.scoring.results import make_results
     exp = tmp_path / "tag"
     refs = {"en1-1": "a b", "en1-2": "c d", "de1-1": "e f g h"}
     hyps = {"en1-1": "a b", "en1-2": "c x", "de1-1": "e"}
     scored_decode(exp, "decode_full_dev", refs, hyps, {"en1-1": "en", "en1-2": "en", "de1-1": "de"})
-    text = make_results.make_results(exp)
+    text = make_results(exp)
     assert "|language|Snt|Wrd|" in text
     assert "|de|1|4|25.0|0.0|75.0|0.0|75.0|100.0|" in text
     assert "|en|2|4|75.0|25.0|0.0|0.0|25.0|50.0|" in text
@@ -303,7 +303,7 @@ def test_make_results_adds_per_language_and_pooled_rows(tmp_path):
 
 
 def test_make_results_without_scores_is_an_error(tmp_path):
-    from toolkit.bin import make_results
+    from toolkit.scoring.results import make_results
     (tmp_path / "decode_full_x").mkdir()
     with pytest.raises(InputError, match="no decode_"):
-        make_results.make_results(tmp_path)
+        make_results(tmp_path)

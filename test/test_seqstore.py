@@ -4,7 +4,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from toolkit.bin import dump_text, make_lexicon, train_wordpiece
+from toolkit.bin import make_lexicon, train_wordpiece
+from toolkit.bin import dump_text as dump_text_cli
+from toolkit.text.text2ids import dump_text
 from toolkit.text.lexicon import read_lexicon, read_phones
 from toolkit.text.seqstore import SeqStore, SeqStoreWriter
 from toolkit.utils.fileio import InputError
@@ -74,7 +76,7 @@ def lang(tmp_path_factory):
 
 def test_dump_text_phones_follow_lexicon_with_word_boundaries(lang, tmp_path):
     (tmp_path / "text").write_text("x1 THE CAT\nx2 SAT\n")
-    dump_text.dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq")
+    dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq")
     lex, table = read_lexicon(lang / "lang" / "lexicon.txt"), read_phones(lang / "lang" / "phones.txt")
     s = SeqStore(tmp_path / "seq")
     expect = [table[p] for p in lex["THE"]] + [table["<wb>"]] + [table[p] for p in lex["CAT"]]
@@ -87,7 +89,7 @@ def test_dump_text_phones_follow_lexicon_with_word_boundaries(lang, tmp_path):
 
 def test_dump_text_counts_oov_words(lang, tmp_path):
     (tmp_path / "text").write_text("x1 THE ZEBRA\nx2 ZEBRA 42\n")
-    conv = dump_text.dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq",
+    conv = dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq",
                                oov="unk", chunk=1)
     assert conv.oov_words == {"ZEBRA": 2, "42": 1}
     assert SeqStore(tmp_path / "seq")[1][1].tolist() == [1, 3, 1]  # <unk> <wb> <unk>
@@ -95,11 +97,11 @@ def test_dump_text_counts_oov_words(lang, tmp_path):
 
 def test_dump_text_bad_line_names_file_and_line(lang, tmp_path):
     (tmp_path / "text").write_text("x1 THE CAT\nx2\n")
-    rc = dump_text.main(["--lang-dir", str(lang / "lang"), "--bpe-model", str(lang / "lang" / "wp40.model"),
+    rc = dump_text_cli.main(["--lang-dir", str(lang / "lang"), "--bpe-model", str(lang / "lang" / "wp40.model"),
                          "--text", str(tmp_path / "text"), "--out", str(tmp_path / "seq")])
     assert rc == 2 and not (tmp_path / "seq").exists()
     with pytest.raises(InputError, match=r"text:2: key 'x2' has no value"):
-        dump_text.dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq")
+        dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq")
 
 
 def test_dump_text_utt2lang_picks_each_language_lexicon(tmp_path):
@@ -111,7 +113,7 @@ def test_dump_text_utt2lang_picks_each_language_lexicon(tmp_path):
     (tmp_path / "all").write_text("a1 THE CAT\nb1 schön\n")
     train_wordpiece.main(["--text", str(tmp_path / "all"), "--vocab-size", "30", "--out", str(tmp_path / "lang")])
     (tmp_path / "utt2lang").write_text("a1 en-us\nb1 de\n")
-    dump_text.dump_text(tmp_path / "lang", tmp_path / "lang" / "wp30.model", tmp_path / "all", tmp_path / "seq",
+    dump_text(tmp_path / "lang", tmp_path / "lang" / "wp30.model", tmp_path / "all", tmp_path / "seq",
                         utt2lang=tmp_path / "utt2lang")
     table = read_phones(tmp_path / "lang" / "phones.txt")
     de = read_lexicon(tmp_path / "lang" / "lexicon.de.txt")
@@ -119,6 +121,6 @@ def test_dump_text_utt2lang_picks_each_language_lexicon(tmp_path):
     assert s[s.index_of("b1")][1].tolist() == [table[p] for p in de["schön"]]
     (tmp_path / "utt2lang").write_text("a1 en-us\nb1 fr-fr\n")
     with pytest.raises(InputError, match="utterance 'b1': language 'fr-fr' not in the lang dir"):
-        dump_text.dump_text(tmp_path / "lang", tmp_path / "lang" / "wp30.model", tmp_path / "all",
+        dump_text(tmp_path / "lang", tmp_path / "lang" / "wp30.model", tmp_path / "all",
                             tmp_path / "seq2", utt2lang=tmp_path / "utt2lang")
     assert not (tmp_path / "seq2").exists()

@@ -345,7 +345,7 @@ def test_resume_skips_a_corrupt_latest_checkpoint_and_matches_a_clean_run(tmp_pa
 
 
 def test_language_balanced_sampling_from_utt2lang(tmp_path, tiny_data, capsys):
-    from toolkit.data.kaldi_map import read_kaldi_map, write_kaldi_map
+    from toolkit.utils.kaldi_map import read_kaldi_map, write_kaldi_map
     utts = list(read_kaldi_map(tiny_data / "train" / "utt2num_frames"))
     utt2lang = tmp_path / "utt2lang"
     write_kaldi_map(utt2lang, {u: ("en" if i < 12 else "de") for i, u in enumerate(utts)})
@@ -358,7 +358,7 @@ def test_language_balanced_sampling_from_utt2lang(tmp_path, tiny_data, capsys):
 
 
 def test_fewer_batches_than_ranks_is_a_clear_error(tmp_path, tiny_data):
-    from toolkit.data.dataset import PairedDataset
+    from toolkit.train.dataset import PairedDataset
     from toolkit.train.config import check_and_fill
     from toolkit.train.distributed import DistInfo
     from toolkit.train.trainer import Trainer

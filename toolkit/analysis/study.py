@@ -153,7 +153,7 @@ def run_cell(cell: Cell, recipe: Path, grid: dict, extra_args: str = "") -> dict
 
 def collect_cell(cell: Cell, cell_dir: Path, versions: dict) -> dict:
     """WER and per-utterance (errors, reference words) of every decode dir of the cell."""
-    from toolkit.scoring.score import score
+    from toolkit.scoring.wer import score
     from toolkit.scoring.trn import read_trn
 
     decodes = {}

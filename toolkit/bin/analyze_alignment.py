@@ -18,17 +18,9 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from toolkit.analysis.consistency import ConsistencyTable, layer_distances, write_report
-from toolkit.data.collate import pad_feats, pad_int
-from toolkit.data.kaldi_map import read_kaldi_map
-from toolkit.text.seqstore import SeqStore
-from toolkit.utils.cpu import setup_cpu
-from toolkit.utils.fileio import InputError
+from toolkit.analysis.consistency import write_report
 from toolkit.utils.cli import cli
-from toolkit.utils.progress import progress_bar
+from toolkit.utils.cpu import setup_cpu
 
 log = logging.getLogger("analyze_alignment")
 
@@ -51,72 +43,17 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def iter_batches(data_dir: Path, seq_dir: Path, cmvn, max_utts: int, batch_size: int):
-    """Yield (uttids, feats (B, T, F), feat_lens, phones (B, M), phone_lens), CMVN applied."""
-    import kaldiio
-    scp = data_dir / "feats.scp"
-    if not scp.exists():
-        raise InputError(scp, "missing (run the feature stage first)")
-    store = SeqStore(seq_dir)
-    items, missing = [], 0
-    for utt, rxfile in read_kaldi_map(scp).items():
-        if len(items) >= max_utts:
-            break
-        try:
-            _, phones, _ = store[store.index_of(utt)]
-        except KeyError:
-            missing += 1
-            continue
-        if len(phones) == 0:
-            missing += 1
-            continue
-        try:
-            feats = np.asarray(kaldiio.load_mat(rxfile), dtype=np.float32)  # (T, F)
-        except Exception as e:  # kaldiio raises many types for a damaged ark
-            raise InputError(scp, f"utterance '{utt}': cannot read features: {e}") from None
-        items.append((utt, cmvn(feats) if cmvn is not None else feats, phones))
-        if len(items) % batch_size == 0:
-            yield _collate(items[-batch_size:])
-    if missing:
-        log.warning("%s: %d utterance(s) without a (non-empty) phone sequence in %s were skipped", scp, missing, seq_dir)
-    if not items:
-        raise InputError(scp, f"no utterance has a phone sequence in {seq_dir}")
-    if len(items) % batch_size:
-        yield _collate(items[-(len(items) % batch_size):])
-
-
-def _collate(items):
-    feats, feat_lens = pad_feats([np.asarray(f, dtype=np.float32) for _, f, _ in items])
-    phones, phone_lens = pad_int([p for _, _, p in items])
-    return [u for u, _, _ in items], feats, feat_lens, phones, phone_lens
-
-
 @cli
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     setup_cpu(args.num_threads)
-    from toolkit.decode.runner import load_experiment
-    from toolkit.train.objective import consistency_features
+    from toolkit.analysis.measure import measure_consistency
+    from toolkit.models.experiment import load_experiment
     exp = load_experiment(args.exp, args.model, device=args.device)
-    norm = exp.config["objective"]["consistency"]["feature_norm"]
-    data = Path(args.data)
-    batches = iter_batches(data, Path(args.seq) if args.seq else data / "seq", exp.cmvn,
-                           args.max_utts, args.batch_size)
-    table, gen, total = ConsistencyTable(), torch.Generator().manual_seed(args.seed), 0
-    bar = progress_bar(total=args.max_utts, desc="consistency analysis", enabled=not args.no_progress)
-    with torch.no_grad(), bar:
-        for uttids, feats, feat_lens, phones, phone_lens in batches:
-            reps = exp.model.consistency_representations(feats.to(args.device), feat_lens.to(args.device),
-                                                         phones.to(args.device), phone_lens.to(args.device))
-            # what the consistency term compares (per-frame normalised when the objective says so)
-            reps = [(n, consistency_features(a, norm), al, consistency_features(t, norm), tl)
-                    for n, a, al, t, tl in reps]
-            table.add(layer_distances(reps, args.normalize, args.n_random, gen))
-            total += len(uttids)
-            bar.update(len(uttids))
-    rows = table.rows()
-    paths = write_report(rows, args.out, title=f"{Path(args.exp).name} on {data.name}")
+    rows, total = measure_consistency(exp, args.data, args.seq, args.max_utts, args.batch_size, args.normalize,
+                                      args.n_random, args.seed, progress=not args.no_progress)
+    paths = write_report(rows, args.out, title=f"{Path(args.exp).name} on {Path(args.data).name}")
     for r in rows:
         if r.utterances < total:
             log.warning("layer %s: %d of %d utterances have fewer frames than phonemes (left out)",

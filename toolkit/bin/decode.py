@@ -16,10 +16,8 @@ Streaming reads the waveforms (wav.scp) and feeds them through a StreamingSessio
 ``--chunk-ms`` at a time; full mode reads ``--feats`` and decodes in batches. Writes
 hyp.trn, ref.trn, timing.tsv and rtf.txt (RTF; for streaming also the algorithmic
 latency and per-chunk compute time) in ``--out``. Without ``--job`` or ``--merge`` all
-jobs run here, one after another, then merge. A job first removes its old outputs, then
-records its data dir, model and settings in ``<out>/jobs/options.<JOB>.json``, so
-``--merge`` needs only ``--out`` and ``--nj``, and refuses jobs that ran with other
-options (e.g. job 1 left over from an earlier decode in another mode).
+jobs run here, one after another, then merge. Jobs record the data dir and settings in
+``<out>/jobs/info.json``, so ``--merge`` needs only ``--out`` and ``--nj``.
 """
 from __future__ import annotations
 
@@ -28,14 +26,13 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
-from toolkit.data.kaldi_map import c_sort_key
-from toolkit.decode import runner
-from toolkit.features.dump import job_slice
+from toolkit.decode import jobs, runner
+from toolkit.models.experiment import Experiment, load_experiment
+from toolkit.utils.cli import cli
 from toolkit.utils.cpu import setup_cpu
 from toolkit.utils.fileio import atomic_write
-from toolkit.utils.cli import cli
+from toolkit.utils.jobs import job_slice
+from toolkit.utils.kaldi_map import c_sort_key
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -63,7 +60,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def decode_job(args, exp: runner.Experiment, refs: dict, job: int) -> None:
+def decode_job(args, exp: Experiment, refs: dict, job: int) -> None:
     ids = job_slice(sorted(refs, key=c_sort_key), args.nj, job)
     if args.mode == "full":
         feats = runner.load_features(args.feats, ids)
@@ -73,28 +70,29 @@ def decode_job(args, exp: runner.Experiment, refs: dict, job: int) -> None:
         results = runner.decode_streaming(exp, runner.load_audio(args.data, ids), args.method, args.beam,
                                           args.chunk_ms, args.ilm_weight, args.blank_penalty,
                                           progress=not args.no_progress, total=len(ids))
-    runner.write_job(args.out, job, results)
+    jobs.write_job(args.out, job, results)
     logging.info("job %d/%d: decoded %d utterances", job, args.nj, len(results))
 
 
-def info_of(args, model) -> dict:
-    info = {"method": args.method if args.method == "greedy" else f"beam{args.beam}"}
+def decode_settings(args, model) -> dict:
+    """The method and, streaming, the latencies: shown in rtf.txt and RESULTS.md."""
+    settings = {"method": args.method if args.method == "greedy" else f"beam{args.beam}"}
     if args.ilm_weight:
-        info["method"] += f" ilm{args.ilm_weight:g}"
+        settings["method"] += f" ilm{args.ilm_weight:g}"
     if args.blank_penalty:
-        info["method"] += f" bp{args.blank_penalty:g}"
+        settings["method"] += f" bp{args.blank_penalty:g}"
     if args.mode == "streaming":
         chunk_ms = args.chunk_ms or 10.0 * model.chunk_size_frames
-        info["algorithmic_latency_ms"] = f"{10.0 * (model.chunk_size_frames + model.lookahead_frames):.0f}"
-        info["model_chunk_ms"] = f"{10.0 * model.chunk_size_frames:.0f}"
-        info["fed_chunk_ms"] = f"{chunk_ms:g}"
-    return info
+        settings["algorithmic_latency_ms"] = f"{10.0 * (model.chunk_size_frames + model.lookahead_frames):.0f}"
+        settings["model_chunk_ms"] = f"{10.0 * model.chunk_size_frames:.0f}"
+        settings["fed_chunk_ms"] = f"{chunk_ms:g}"
+    return settings
 
 
-def job_options(args, info: dict) -> dict:
+def job_options(args, settings: dict) -> dict:
     """Everything a job's hypotheses depend on (what --merge needs later, and checks jobs agree on)."""
     model = args.model or str(Path(args.exp) / "model_avg.pt")
-    return {"data": str(args.data), "mode": args.mode, "nj": args.nj, "info": info, "exp": str(args.exp),
+    return {"data": str(args.data), "mode": args.mode, "nj": args.nj, "settings": settings, "exp": str(args.exp),
             "model": str(model), "feats": args.feats if args.mode == "full" else None,
             "batch_size": args.batch_size if args.mode == "full" else None}
 
@@ -114,20 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     setup_cpu(args.num_threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.merge:
-        meta = runner.read_job_options(args.out, args.nj)
-        data, mode, info = args.data or meta["data"], meta["mode"], meta["info"]
+        meta = jobs.read_job_options(args.out, args.nj)
+        data, mode, settings = args.data or meta["data"], meta["mode"], meta["settings"]
         refs = runner.read_references(data)
     else:
         data, mode = args.data, args.mode
         refs = runner.read_references(data)
-        exp = runner.load_experiment(args.exp, args.model, args.device)
-        info = info_of(args, exp.model)
+        exp = load_experiment(args.exp, args.model, args.device)
+        settings = decode_settings(args, exp.model)
         for job in ([args.job] if args.job is not None else range(1, args.nj + 1)):
-            runner.start_job(args.out, job, job_options(args, info))
+            jobs.start_job(args.out, job, job_options(args, settings))
             decode_job(args, exp, refs, job)
         if args.job is not None:
             return 0
-    summary = runner.merge_jobs(args.out, args.nj, refs, mode, info)
+    summary = jobs.merge_jobs(args.out, args.nj, refs, mode, settings)
     if (Path(data) / "utt2lang").exists():  # per-language tables in make_results
         with atomic_write(Path(args.out) / "utt2lang") as f:
             f.write((Path(data) / "utt2lang").read_text(encoding="utf-8"))

@@ -4,7 +4,7 @@ Usage:
     python -m toolkit.bin.dump_text --lang-dir data/lang --bpe-model data/lang/wp256.model \
         --text data/train/text --out dump/train/seq [--oov phonemize|unk] [--utt2lang data/train/utt2lang]
 
---utt2lang (multilingual lang dir from make_lexicon --merge-phones) picks each
+--utt2lang (with a multilingual lang dir: make_lexicon --utt2lang, or --merge-phones) picks each
 utterance's lexicon; without it the lang dir's (first) language is used. Out-of-lexicon
 words are phonemized with espeak (or mapped to <unk> with --oov unk) and counted in the
 log. The store is written to a temp dir and renamed to --out when complete.
@@ -12,52 +12,11 @@ log. The store is written to a temp dir and renamed to --out when complete.
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import sys
-from pathlib import Path
 
-from toolkit.data.kaldi_map import iter_kaldi_map, read_kaldi_map
-from toolkit.text.seqstore import SeqStoreWriter
-from toolkit.text.text2ids import TextToIds
-from toolkit.utils.fileio import InputError
+from toolkit.text.text2ids import dump_text
 from toolkit.utils.cli import cli
-from toolkit.utils.progress import progress_bar
-
-log = logging.getLogger("dump_text")
-
-
-def dump_text(lang_dir: str, bpe_model: str, text: str, out: str, oov: str = "phonemize",
-              utt2lang: str | None = None, chunk: int = 2000, progress: bool = True) -> TextToIds:
-    """Write the SeqStore; returns the converter (its ``oov_words``/``unk_phones`` counters)."""
-    conv = TextToIds(lang_dir, bpe_model, oov=oov)
-    langs = read_kaldi_map(utt2lang) if utt2lang else None
-    lines = iter_kaldi_map(text)
-    n = 0
-    bar = progress_bar(desc=f"text -> ids {Path(text).parent.name}", enabled=progress)
-    with SeqStoreWriter(out) as writer, bar:
-        while batch := list(itertools.islice(lines, chunk)):
-            utts = []
-            for lineno, uttid, words in batch:
-                lang = None
-                if langs is not None:
-                    if uttid not in langs:
-                        raise InputError(text, f"utterance '{uttid}' has no language in {utt2lang}", lineno)
-                    lang = langs[uttid]
-                utts.append((uttid, words, lang))
-            try:
-                converted = conv.convert(utts)
-            except KeyError as e:
-                raise InputError(utt2lang, e.args[0]) from None
-            for uttid, phones, tokens in converted:
-                writer.add(uttid, phones, tokens)
-            n += len(batch)
-            bar.update(len(batch))
-    n_occ = sum(conv.oov_words.values())
-    top = ", ".join(f"{w}({c})" for w, c in conv.oov_words.most_common(10))
-    log.info("%s: %d utterances; %d out-of-lexicon words (%d occurrences%s); %d phones -> <unk>",
-             out, n, len(conv.oov_words), n_occ, f": {top}" if top else "", conv.unk_phones)
-    return conv
 
 
 @cli

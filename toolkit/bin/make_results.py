@@ -7,135 +7,18 @@ Usage:
 Scans ``exp/<tag>/decode_<mode>_<set>/score_{wer,cer}/result.txt`` (sclite .sys tables,
 from either scorer) and writes one Markdown table per metric and decode mode. When a
 decode dir holds ``utt2lang`` (or ``--utt2lang`` is given), a per-language + pooled
-table is added, computed from the utterance alignments in ``result.pra``.
+table is added, computed from the utterance alignments in ``result.pra``
+(toolkit.scoring.results builds the tables).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.metadata
-import platform
 import sys
 from pathlib import Path
 
-from toolkit.data.kaldi_map import read_kaldi_map
-from toolkit.scoring.score import Counts, build_result
-from toolkit.scoring.sclite import parse_pra, parse_sys
-from toolkit.utils.fileio import InputError, atomic_write
+from toolkit.scoring.results import make_results
 from toolkit.utils.cli import cli
-from toolkit.utils.version import code_version
-
-HEADER = "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|\n|---|---|---|---|---|---|---|---|---|"
-
-
-def split_decode_dir(name: str) -> tuple[str, str] | None:
-    """``decode_streaming_test_clean`` -> ``('streaming', 'test_clean')``; None if not a decode dir."""
-    parts = name.split("_", 2)
-    if len(parts) != 3 or parts[0] != "decode" or not parts[1] or not parts[2]:
-        return None
-    return parts[1], parts[2]
-
-
-def sum_row(result_txt: Path) -> tuple[float, ...]:
-    rows = parse_sys(result_txt.read_text(encoding="utf-8", errors="replace"))
-    if "Sum/Avg" not in rows:
-        raise InputError(result_txt, "no Sum/Avg row (not a sclite .sys table?)")
-    return rows["Sum/Avg"]
-
-
-def md_row(name: str, row: tuple[float, ...]) -> str:
-    snt, wrd, *pct = row
-    return f"|{name}|{int(snt)}|{int(wrd)}|" + "|".join(f"{p:.1f}" for p in pct) + "|"
-
-
-def counts_row(name: str, c: Counts) -> str:
-    if c.wrd == 0:
-        return f"|{name}|{c.snt}|0|-|-|-|-|-|-|"
-    pct = [c.percent(k) for k in ("corr", "sub", "dele", "ins", "err")] + [c.percent("snt_err")]
-    return md_row(name, (c.snt, c.wrd, *pct))
-
-
-def language_table(score_dir: Path, utt2lang: dict[str, str]) -> list[str]:
-    """Per-language and pooled rows from the alignments in ``result.pra``."""
-    pra = score_dir / "result.pra"
-    if not pra.exists():
-        raise InputError(pra, "needed for the per-language table but missing")
-    alignments = parse_pra(pra.read_text(encoding="utf-8", errors="replace"))
-    missing = [u for u in alignments if u not in utt2lang]
-    if missing:
-        raise InputError(pra, f"{len(missing)} utterance(s) have no language in utt2lang, e.g. {missing[0]}")
-    result = build_result(alignments)
-    per_lang: dict[str, Counts] = {}
-    for u, s in result.utts.items():
-        per_lang[utt2lang[u]] = per_lang.get(utt2lang[u], Counts()) + s.counts
-    rows = [counts_row(lang, per_lang[lang]) for lang in sorted(per_lang)]
-    return rows + [counts_row("pooled", result.total)]
-
-
-def decode_info_table(mode: str, decodes: list[tuple[str, Path]]) -> list[str]:
-    """RTF (and streaming latency) from each decode dir's rtf.txt, when present."""
-    rows = []
-    for dataset, d in decodes:
-        if not (d / "rtf.txt").exists():
-            continue
-        info = dict(line.split(" ", 1) for line in (d / "rtf.txt").read_text(encoding="utf-8").splitlines()
-                    if " " in line)
-        rows.append(f"|{dataset}|{info.get('method', '-')}|{info.get('rtf', '-')}|"
-                    f"{info.get('algorithmic_latency_ms', '-')}|{info.get('chunk_compute_ms_median', '-')}|"
-                    f"{info.get('chunk_compute_ms_p95', '-')}|")
-    if not rows:
-        return []
-    return [f"Decoding speed ({mode}; RTF = compute time / audio duration):", "",
-            "|dataset|method|RTF|latency ms|chunk compute median ms|chunk compute p95 ms|",
-            "|---|---|---|---|---|---|", *rows, ""]
-
-
-def environment(exp: Path) -> list[str]:
-    def version(pkg: str) -> str:
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-    config = exp / "config.yaml"
-    code = code_version()
-    return ["## Environments",
-            f"- date: `{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}`",
-            f"- toolkit version: `{code['toolkit']}`",
-            f"- git hash: `{code['git']}`",
-            f"- python version: `{platform.python_version()}`",
-            f"- torch version: `{version('torch')}`",
-            f"- platform: `{platform.platform()}`",
-            f"- model config: `{config if config.exists() else 'missing: ' + str(config)}`", ""]
-
-
-def make_results(exp: Path, utt2lang_path: str | None = None) -> str:
-    decodes = sorted((split_decode_dir(d.name), d) for d in exp.iterdir()
-                     if d.is_dir() and split_decode_dir(d.name))
-    out = ["# RESULTS", ""] + environment(exp) + [f"## {exp.name}", ""]
-    found = False
-    for metric in ("wer", "cer"):
-        modes = sorted({m for (m, _), d in decodes if (d / f"score_{metric}" / "result.txt").exists()})
-        for mode in modes:
-            out += [f"### {metric.upper()}: {mode}", "", HEADER]
-            lang_rows = []
-            for (m, dataset), d in decodes:
-                res = d / f"score_{metric}" / "result.txt"
-                if m != mode or not res.exists():
-                    continue
-                found = True
-                out.append(md_row(dataset, sum_row(res)))
-                lang_file = utt2lang_path or (d / "utt2lang" if (d / "utt2lang").exists() else None)
-                if lang_file:
-                    lang_rows.append((dataset, language_table(res.parent, read_kaldi_map(lang_file))))
-            out.append("")
-            if metric == "wer":  # speed is per decode, not per metric: show it once
-                out += decode_info_table(mode, [(ds, d) for (m, ds), d in decodes if m == mode])
-            for dataset, rows in lang_rows:
-                out += [f"#### {metric.upper()}: {mode}, {dataset}, per language", "",
-                        HEADER.replace("|dataset|", "|language|"), *rows, ""]
-    if not found:
-        raise InputError(exp, "no decode_<mode>_<set>/score_wer/result.txt or score_cer/result.txt found")
-    return "\n".join(out)
+from toolkit.utils.fileio import InputError, atomic_write
 
 
 @cli

@@ -17,7 +17,7 @@ import os
 import sys
 
 from toolkit.scoring.report import format_dtl, format_pra, format_sys, summary_line
-from toolkit.scoring.score import check_same_ids, score
+from toolkit.scoring.wer import check_same_ids, score
 from toolkit.scoring.sclite import find_sclite, run_sclite
 from toolkit.scoring.trn import read_trn
 from toolkit.utils.fileio import InputError, atomic_write

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from toolkit.data.kaldi_map import read_kaldi_map
+from toolkit.utils.kaldi_map import read_kaldi_map
 from toolkit.data.split import NotContiguousError, split_contiguous, split_keep_groups
 from toolkit.utils.fileio import InputError, atomic_write, read_lines
 from toolkit.utils.cli import cli

@@ -48,7 +48,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def list_inputs(args) -> list[tuple[str, str]]:
     """(uttid, audio spec) for every file and wav.scp entry, in the order given."""
-    from toolkit.data.kaldi_map import iter_kaldi_map
+    from toolkit.utils.kaldi_map import iter_kaldi_map
     items = [(Path(a).stem, a) for a in args.audio]
     if args.wav_scp:
         items += [(u, spec) for _, u, spec in iter_kaldi_map(args.wav_scp)]

@@ -1,1 +1,1 @@
-"""Kaldi-style data directories: read, write, validate, fix, subset, combine; datasets."""
+"""Kaldi-style data directories: read, write, validate, fix, subset, combine; batching."""

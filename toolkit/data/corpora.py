@@ -180,6 +180,31 @@ def read_commonvoice(corpus: str | os.PathLike, split: str, lang: str | None = N
     return utts
 
 
+LAYOUTS = ("librispeech", "mls", "commonvoice")
+
+
+def read_layout(layout: str, corpus: str | os.PathLike, subset: str, lang: str | None = None) -> list[Utterance]:
+    """Utterances of one subset (LibriSpeech ``dev-clean``, MLS/Common Voice ``train``...) of a corpus layout.
+
+    ``lang`` (MLS, Common Voice) overrides the language read from the corpus; LibriSpeech
+    is English and writes no utt2lang.
+    """
+    if layout == "librispeech":
+        if lang is not None:
+            raise ValueError("the librispeech layout takes no language (it writes no utt2lang)")
+        return read_librispeech(corpus, subset)
+    if layout == "mls":
+        return read_mls(corpus, subset, lang)
+    if layout == "commonvoice":
+        return read_commonvoice(corpus, subset, lang)
+    raise ValueError(f"unknown layout {layout!r} (one of {', '.join(LAYOUTS)})")
+
+
+def text_only_normalizer(layout: str) -> Callable[[str], str] | None:
+    """How a layout's unpaired text is normalised: like its transcripts (Common Voice), else as is."""
+    return normalize_sentence if layout == "commonvoice" else None
+
+
 def save_data_dir(utts: Iterable[Utterance], out: str | os.PathLike) -> DataDir:
     """Write wav.scp, text, utt2spk, spk2utt (+ utt2lang when every utterance has a language)."""
     utts = list(utts)

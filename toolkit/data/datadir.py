@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
-from toolkit.data.kaldi_map import c_sort_key, read_kaldi_map, write_kaldi_map
+from toolkit.utils.kaldi_map import Segment, c_sort_key, parse_segment, read_kaldi_map, write_kaldi_map
 from toolkit.utils.fileio import InputError, read_lines
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
@@ -57,28 +57,9 @@ def utt2spk_to_spk2utt(utt2spk: dict[str, str]) -> dict[str, tuple[str, ...]]:
     return {spk: tuple(groups[spk]) for spk in sorted(groups, key=c_sort_key)}
 
 
-@dataclass(frozen=True)
-class Segment:
-    recording: str
-    start: float  # seconds
-    end: float  # seconds
-
-
 def format_seconds(x: float) -> str:
     """Seconds as Kaldi writes them: fixed point, no trailing zeros (1.5, 0, 12.34)."""
     return f"{x:.6f}".rstrip("0").rstrip(".")
-
-
-def parse_segment(path: str | os.PathLike, lineno: int, value: str) -> Segment:
-    """``<recording> <start> <end>`` (the part after the utterance id) -> Segment."""
-    fields = value.split()
-    if len(fields) != 3:
-        raise InputError(path, f"expected '<utt> <recording> <start> <end>', got {len(fields) + 1} fields", lineno)
-    try:
-        start, end = float(fields[1]), float(fields[2])
-    except ValueError:
-        raise InputError(path, f"start/end times must be numbers, got '{fields[1]}' '{fields[2]}'", lineno) from None
-    return Segment(fields[0], start, end)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.data.datadir import EXTRA_UTT_FILES, KNOWN_FILES, parse_segment, read_entries, utt2spk_to_spk2utt
-from toolkit.data.kaldi_map import write_kaldi_map
+from toolkit.data.datadir import EXTRA_UTT_FILES, KNOWN_FILES, read_entries, utt2spk_to_spk2utt
+from toolkit.utils.kaldi_map import parse_segment, write_kaldi_map
 from toolkit.utils.fileio import InputError, atomic_write
 
 

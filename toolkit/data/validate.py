@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.data.datadir import Entry, is_pipe, parse_segment, read_entries
-from toolkit.data.kaldi_map import c_sort_key
+from toolkit.data.datadir import Entry, is_pipe, read_entries
+from toolkit.utils.kaldi_map import c_sort_key, parse_segment
 from toolkit.utils.fileio import InputError
 
 FIX_HINT = "utils/fix_data_dir.sh"

@@ -1,1 +1,1 @@
-"""Decoding: greedy and beam search for HAT transducers, streaming search sessions."""
+"""Decoding: greedy and beam search for HAT transducers, streaming sessions, decode runs and their job files."""

@@ -50,9 +50,9 @@ def _sha256(data: bytes) -> str:
 
 
 def _member_sources(exp_dir: Path, config: dict, model_path: Path) -> dict[str, Path]:
-    from toolkit.decode.runner import _config_path
-    sources = {"model.pt": model_path, "cmvn.ark": _config_path(config, "cmvn", exp_dir),
-               "wp.model": _config_path(config, "bpe_model", exp_dir)}
+    from toolkit.models.experiment import config_path
+    sources = {"model.pt": model_path, "cmvn.ark": config_path(config, "cmvn", exp_dir),
+               "wp.model": config_path(config, "bpe_model", exp_dir)}
     lang = Path(config["lang_dir"]) if config.get("lang_dir") else sources["wp.model"].parent
     if not lang.is_absolute() and not lang.exists():
         lang = exp_dir.parent.parent / lang
@@ -147,17 +147,17 @@ def read_members(path: str | os.PathLike) -> dict[str, bytes]:
 
 
 def load_package(path: str | os.PathLike, device: str = "cpu"):
-    """A verified packed model as a :class:`toolkit.decode.runner.Experiment`."""
+    """A verified packed model as a :class:`toolkit.models.experiment.Experiment`."""
     import numpy as np
-    import sentencepiece as spm
     import torch
     import yaml
 
     from kaldiio.matio import read_kaldi
 
-    from toolkit.decode.runner import Experiment
+    from toolkit.models.experiment import Experiment
     from toolkit.features.cmvn import GlobalCMVN
     from toolkit.models import build_model, resolve_model_config
+    from toolkit.text.wordpiece import load_wordpiece
 
     members = read_members(path)
     config = yaml.safe_load(members["config.yaml"])
@@ -170,11 +170,10 @@ def load_package(path: str | os.PathLike, device: str = "cpu"):
         model.load_state_dict(state)
     except (RuntimeError, OSError, ValueError) as e:
         raise InputError(path, f"model.pt does not fit the config: {str(e).splitlines()[0]}") from None
-    sp = spm.SentencePieceProcessor()
     try:
-        sp.LoadFromSerializedProto(members["wp.model"])
-    except Exception as e:  # sentencepiece raises RuntimeError / OSError
-        raise InputError(path, f"wp.model is not a sentencepiece model: {e}") from None
+        sp = load_wordpiece(members["wp.model"], "wp.model")
+    except ValueError as e:
+        raise InputError(path, str(e)) from None
     n_tokens = len([line for line in members["tokens.txt"].decode("utf-8").splitlines() if line.strip()])
     out_dim = model.stream_decoder.joiner.out.out_features
     if not sp.get_piece_size() == n_tokens == config["vocab_size"] == out_dim:

@@ -1,17 +1,11 @@
-"""Decode a data set with a trained experiment: full-context batches or streaming sessions.
+"""Decode utterances with a trained experiment: full-context batches or streaming sessions.
 
-A decode is split into jobs (contiguous slices of the C-sorted utterance ids, as
-``split_scp.pl``); job ``j`` first removes its old outputs and records the options it
-runs with in ``<out>/jobs/options.<j>.json``, then writes ``timing.<j>.tsv`` and, last,
-``hyp.<j>.trn``; :func:`merge_jobs` then writes ``hyp.trn``, ``ref.trn``, ``timing.tsv``
-and, last, ``rtf.txt``, only when every job finished with the same options (a job left
-from an earlier decode with other options is refused, never mixed in) and every
-reference utterance has a hypothesis.
-RTF = compute time / audio duration (features: ``(T - 1) * 10 ms + 25 ms`` of audio).
+Each decode gives an :class:`UttDecode` per utterance (text, audio and compute seconds);
+:mod:`toolkit.decode.jobs` writes and merges them. Audio duration of features:
+``(T - 1) * 10 ms + 25 ms``.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -21,22 +15,15 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from toolkit.data.kaldi_map import c_sort_key, iter_kaldi_map, read_kaldi_map
-from toolkit.decode.session import StreamingSession, load_sentencepiece
-from toolkit.scoring.trn import read_trn, write_trn
-from toolkit.utils.config import load_yaml
-from toolkit.utils.fileio import InputError, atomic_write
+from toolkit.decode.session import StreamingSession
+from toolkit.features.fbank import SAMPLE_RATE
+from toolkit.features.reader import FeatureReader
+from toolkit.models.experiment import Experiment
+from toolkit.utils.fileio import InputError
+from toolkit.utils.kaldi_map import iter_kaldi_map
 from toolkit.utils.progress import progress_bar
 
 FRAME_SHIFT_S, FRAME_LENGTH_S = 0.010, 0.025
-
-
-@dataclass(frozen=True)
-class Experiment:
-    model: torch.nn.Module
-    cmvn: object          # GlobalCMVN or None
-    sp: object            # SentencePieceProcessor
-    config: dict
 
 
 @dataclass(frozen=True)
@@ -46,48 +33,6 @@ class UttDecode:
     audio_s: float
     compute_s: float
     chunk_s: tuple[float, ...] = ()   # streaming: compute per fed piece
-
-
-def _config_path(config: dict, key: str, exp_dir: Path) -> Path:
-    """A path from config.yaml: as written (relative to the recipe dir), else beside exp/<tag>/../.."""
-    if not config.get(key):
-        raise InputError(exp_dir / "config.yaml", f"no '{key}' path (the trainer writes it)")
-    p = Path(config[key])
-    for cand in (p, exp_dir.parent.parent / p):
-        if cand.exists():
-            return cand
-    raise InputError(exp_dir / "config.yaml", f"'{key}': {p} does not exist (relative to the current dir "
-                                              f"or to {exp_dir.parent.parent})")
-
-
-def load_experiment(exp_dir: str | os.PathLike, model_path: str | os.PathLike | None = None,
-                    device: str = "cpu") -> Experiment:
-    """Model (eval mode) from ``config.yaml`` + ``model_avg.pt``, with its CMVN and wordpieces."""
-    from toolkit.features.cmvn import GlobalCMVN
-    from toolkit.models import build_model
-
-    exp_dir = Path(exp_dir)
-    if not (exp_dir / "config.yaml").exists():
-        raise InputError(exp_dir / "config.yaml", "missing: stage 5 (training) writes it")
-    config = load_yaml(exp_dir / "config.yaml")
-    model_path = Path(model_path) if model_path else exp_dir / "model_avg.pt"
-    model = build_model(config)
-    if not model_path.exists():
-        raise InputError(model_path, "missing: stage 5 (training + averaging) writes it")
-    try:  # truncated zip, bad pickle, I/O error: all mean "unusable"
-        state = torch.load(model_path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(model_path, f"cannot load model ({type(e).__name__}: {e})") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):  # a training checkpoint
-        state = state["model"]
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as e:
-        raise InputError(model_path, f"does not fit the model of {exp_dir / 'config.yaml'}: {e}") from None
-    model.to(device).eval()
-    cmvn = GlobalCMVN.load(_config_path(config, "cmvn", exp_dir))
-    sp = load_sentencepiece(_config_path(config, "bpe_model", exp_dir))
-    return Experiment(model, cmvn, sp, config)
 
 
 def run_search(decoder, enc, enc_lens, method: str, beam: int, ilm_weight: float = 0.0,
@@ -102,10 +47,6 @@ def run_search(decoder, enc, enc_lens, method: str, beam: int, ilm_weight: float
     raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
 
 
-def features_duration_s(num_frames: int) -> float:
-    return (num_frames - 1) * FRAME_SHIFT_S + FRAME_LENGTH_S if num_frames else 0.0
-
-
 def pad_features(mats: Sequence[np.ndarray], cmvn=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw fbank matrices (T_i, F) -> CMVN-normalised zero-padded batch (B, T, F) and lengths (B,)."""
     mats = [cmvn(m) if cmvn is not None else m for m in mats]
@@ -114,6 +55,10 @@ def pad_features(mats: Sequence[np.ndarray], cmvn=None) -> tuple[torch.Tensor, t
     for k, m in enumerate(mats):
         x[k, :len(m)] = torch.from_numpy(np.asarray(m, dtype=np.float32))
     return x, lens
+
+
+def features_duration_s(num_frames: int) -> float:
+    return (num_frames - 1) * FRAME_SHIFT_S + FRAME_LENGTH_S if num_frames else 0.0
 
 
 @torch.no_grad()
@@ -145,11 +90,11 @@ def decode_streaming(exp: Experiment, audio: Iterable[tuple[str, np.ndarray]], m
                      beam: int = 4, chunk_ms: float | None = None, ilm_weight: float = 0.0,
                      blank_penalty: float = 0.0, progress: bool = False,
                      total: int | None = None) -> list[UttDecode]:
-    """First-pass streaming decoding of ``(uttid, 16 kHz float32 samples)``, fed ``chunk_ms`` at a time."""
+    """First-pass streaming decoding of ``(uttid, float32 samples at SAMPLE_RATE)``, fed ``chunk_ms`` at a time."""
     session = StreamingSession(exp.model, exp.cmvn, exp.sp, method=method, beam=beam, ilm_weight=ilm_weight,
                                blank_penalty=blank_penalty)
     chunk_ms = chunk_ms or 10.0 * exp.model.chunk_size_frames
-    step = max(1, int(round(chunk_ms * 16)))  # samples per piece at 16 kHz
+    step = max(1, int(round(chunk_ms * SAMPLE_RATE / 1000)))  # samples per piece
     results = []
     for uttid, samples in progress_bar(audio, total=total, desc="decode streaming", enabled=progress):
         session.reset()
@@ -157,124 +102,8 @@ def decode_streaming(exp: Experiment, audio: Iterable[tuple[str, np.ndarray]], m
             session.accept_waveform(samples[s:s + step])
         text = session.finalize()
         chunks = tuple(session.chunk_compute_s)
-        results.append(UttDecode(uttid, text, len(samples) / 16000.0, sum(chunks), chunks))
+        results.append(UttDecode(uttid, text, len(samples) / SAMPLE_RATE, sum(chunks), chunks))
     return results
-
-
-# --- job files -------------------------------------------------------------------------------
-
-def job_files(out_dir: Path, job: int) -> tuple[Path, Path, Path]:
-    """hyp.<job>.trn, timing.<job>.tsv and options.<job>.json of one job."""
-    jobs = out_dir / "jobs"
-    return jobs / f"hyp.{job}.trn", jobs / f"timing.{job}.tsv", jobs / f"options.{job}.json"
-
-
-def start_job(out_dir: str | os.PathLike, job: int, options: dict) -> None:
-    """Before decoding: drop this job's old outputs and the merged ones, record its options."""
-    out_dir = Path(out_dir)
-    clear_merged(out_dir)
-    for path in job_files(out_dir, job):
-        path.unlink(missing_ok=True)
-    with atomic_write(job_files(out_dir, job)[2]) as f:
-        json.dump(options, f, indent=1, sort_keys=True)
-
-
-def read_job_options(out_dir: str | os.PathLike, nj: int) -> dict:
-    """The options all ``nj`` jobs ran with; InputError for another --nj, a missing or mixed job."""
-    out_dir = Path(out_dir)
-    found = {j: job_files(out_dir, j)[2] for j in range(1, nj + 1) if job_files(out_dir, j)[2].exists()}
-    options = {j: json.loads(p.read_text(encoding="utf-8")) for j, p in found.items()}
-    for j, opts in options.items():
-        if opts.get("nj") != nj:
-            raise InputError(found[j], f"jobs ran with --nj {opts.get('nj')}, merge asked for --nj {nj}")
-    missing = [str(path) for j in range(1, nj + 1) for path in job_files(out_dir, j)[::2] if not path.exists()]
-    if missing:
-        raise InputError(out_dir, f"decode jobs did not finish (missing {', '.join(missing)}); see {out_dir}/log")
-    for j, opts in options.items():
-        if opts != options[1]:
-            diff = sorted(k for k in set(opts) | set(options[1]) if opts.get(k) != options[1].get(k))
-            raise InputError(found[j], f"job {j} ran with other options than job 1 ({', '.join(diff)}: "
-                                       f"{[opts.get(k) for k in diff]} vs {[options[1].get(k) for k in diff]}); "
-                                       "a mix of two decodes: rerun all jobs")
-    return options[1]
-
-
-def write_job(out_dir: str | os.PathLike, job: int, results: Sequence[UttDecode]) -> None:
-    """Timing first, hypotheses last: hyp.<job>.trn existing means the job finished."""
-    hyp, timing, _ = job_files(Path(out_dir), job)
-    with atomic_write(timing) as f:
-        f.write("#uttid\taudio_s\tcompute_s\trtf\tchunk_compute_ms\n")
-        for r in results:
-            rtf = r.compute_s / r.audio_s if r.audio_s else 0.0
-            chunks = ",".join(f"{1000 * c:.3f}" for c in r.chunk_s) or "-"
-            f.write(f"{r.uttid}\t{r.audio_s:.3f}\t{r.compute_s:.4f}\t{rtf:.4f}\t{chunks}\n")
-    write_trn(hyp, [(r.uttid, r.text) for r in results])
-
-
-def clear_merged(out_dir: str | os.PathLike) -> None:
-    """A job that starts invalidates earlier merged outputs."""
-    for name in ("hyp.trn", "ref.trn", "timing.tsv", "rtf.txt"):
-        (Path(out_dir) / name).unlink(missing_ok=True)
-
-
-def read_timing(path: Path) -> list[tuple[str, float, float, list[float]]]:
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.startswith("#") or not line.strip():
-            continue
-        try:
-            uttid, audio_s, compute_s, _, chunks = line.split("\t")
-            rows.append((uttid, float(audio_s), float(compute_s),
-                         [] if chunks == "-" else [float(c) for c in chunks.split(",")]))
-        except ValueError:
-            raise InputError(path, "expected uttid, audio_s, compute_s, rtf, chunk_compute_ms", lineno) from None
-    return rows
-
-
-def merge_jobs(out_dir: str | os.PathLike, nj: int, refs: dict[str, str], mode: str,
-               info: dict | None = None) -> dict:
-    """Write hyp.trn/ref.trn/timing.tsv/rtf.txt if every job finished, with the same options
-    (see :func:`read_job_options`), and the jobs cover every reference."""
-    out_dir = Path(out_dir)
-    read_job_options(out_dir, nj)
-    hyps: dict[str, str] = {}
-    timing = []
-    for j in range(1, nj + 1):
-        hyp_path, timing_path, _ = job_files(out_dir, j)
-        for uttid, text in read_trn(hyp_path).items():
-            if uttid in hyps:
-                raise InputError(hyp_path, f"utterance '{uttid}' also decoded by another job")
-            if uttid not in refs:
-                raise InputError(hyp_path, f"utterance '{uttid}' is not in the reference text")
-            hyps[uttid] = text
-        timing += read_timing(timing_path)
-    lost = [u for u in refs if u not in hyps]
-    if lost:
-        raise InputError(out_dir, f"no hypothesis for {len(lost)} utterance(s), e.g. '{lost[0]}': "
-                                  "rerun all jobs with the same --nj")
-    ids = sorted(refs, key=c_sort_key)
-    write_trn(out_dir / "ref.trn", [(u, refs[u]) for u in ids])
-    write_trn(out_dir / "hyp.trn", [(u, hyps[u]) for u in ids])
-    with atomic_write(out_dir / "timing.tsv") as f:
-        f.write("#uttid\taudio_s\tcompute_s\n")
-        f.writelines(f"{u}\t{a:.3f}\t{c:.4f}\n" for u, a, c, _ in timing)
-    summary = summarize(mode, timing, info or {})
-    with atomic_write(out_dir / "rtf.txt") as f:
-        f.writelines(f"{k} {v}\n" for k, v in summary.items())
-    return summary
-
-
-def summarize(mode: str, timing: list, info: dict) -> dict:
-    audio = sum(t[1] for t in timing)
-    compute = sum(t[2] for t in timing)
-    summary = {"mode": mode, **info, "utterances": len(timing), "audio_s": f"{audio:.2f}",
-               "compute_s": f"{compute:.2f}", "rtf": f"{compute / audio:.4f}" if audio else "nan"}
-    chunks = np.array([c for t in timing for c in t[3]])  # ms
-    if len(chunks):
-        summary["chunk_compute_ms_median"] = f"{np.median(chunks):.2f}"
-        summary["chunk_compute_ms_p95"] = f"{np.percentile(chunks, 95):.2f}"
-        summary["chunk_compute_ms_max"] = f"{chunks.max():.2f}"
-    return summary
 
 
 def read_references(data_dir: str | os.PathLike) -> dict[str, str]:
@@ -283,21 +112,13 @@ def read_references(data_dir: str | os.PathLike) -> dict[str, str]:
 
 
 def load_features(feats_scp: str | os.PathLike, uttids: Sequence[str]) -> list[tuple[str, np.ndarray]]:
-    import kaldiio
-    scp = read_kaldi_map(feats_scp)
-    out = []
-    for u in uttids:
-        if u not in scp:
-            raise InputError(feats_scp, f"utterance '{u}' of the data dir has no features")
-        try:
-            out.append((u, np.asarray(kaldiio.load_mat(scp[u]), dtype=np.float32)))
-        except Exception as e:
-            raise InputError(feats_scp, f"utterance '{u}': cannot read {scp[u]}: {e}") from None
-    return out
+    """Raw fbank ``(uttid, (T, F))`` of ``uttids`` (decode_full applies the experiment's CMVN)."""
+    reader = FeatureReader(feats_scp)
+    return [(u, reader[u]) for u in uttids]
 
 
 def load_audio(data_dir: str | os.PathLike, uttids: Sequence[str]) -> Iterable[tuple[str, np.ndarray]]:
-    """16 kHz samples of each utterance (wav.scp + optional segments), one at a time."""
+    """Samples of each utterance at SAMPLE_RATE (wav.scp + optional segments), one at a time."""
     from toolkit.features.audio import cut_segment, read_recording, resample
     from toolkit.features.dump import list_utterances
     utts = {u.uttid: u for u in list_utterances(data_dir)}
@@ -308,4 +129,4 @@ def load_audio(data_dir: str | os.PathLike, uttids: Sequence[str]) -> Iterable[t
         samples, rate = read_recording(u.audio, uttid)
         if u.end >= 0 or u.start > 0:
             samples = cut_segment(samples, rate, u.start, u.end, uttid, u.audio)
-        yield uttid, resample(samples, rate, 16000, uttid, u.audio)
+        yield uttid, resample(samples, rate, SAMPLE_RATE, uttid, u.audio)

@@ -1,11 +1,12 @@
 """Time-synchronous search for HAT transducers: batched greedy, modified beam search
-(optionally subtracting the HAT internal LM), and a streaming session.
+(optionally subtracting the HAT internal LM), and :class:`StreamingSearch`, either of them
+fed frames piece by piece (the streaming session around it is :mod:`toolkit.decode.session`).
 
 ``blank_penalty`` (all searches) is subtracted from the blank log-probability before the
 search compares it with the labels, as icefall's ``blank_penalty``: a positive value
 trades deletions for insertions in a model that emits blank too readily.
 
-All three advance one encoder frame at a time through the same frame functions, so a
+Greedy and beam search advance one encoder frame at a time through the same frame functions, so a
 :class:`StreamingSearch` fed the frames in pieces returns exactly what the whole-sequence
 search returns. Within a frame at most ``max_sym_per_frame`` labels are emitted; after the
 last one the search moves on without scoring a blank (as greedy search does).

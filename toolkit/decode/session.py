@@ -15,20 +15,14 @@ Usage::
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 import torch
 
 from toolkit.features.fbank import SAMPLE_RATE, OnlineFbank
-
-
-def load_sentencepiece(bpe_model_or_sp):
-    """A SentencePieceProcessor from a path, or the processor itself."""
-    if isinstance(bpe_model_or_sp, (str, bytes)) or hasattr(bpe_model_or_sp, "__fspath__"):
-        import sentencepiece as spm
-        return spm.SentencePieceProcessor(model_file=str(bpe_model_or_sp))
-    return bpe_model_or_sp
+from toolkit.text.wordpiece import load_wordpiece
 
 
 def make_search(decoder, method: str, beam: int, ilm_weight: float = 0.0, blank_penalty: float = 0.0,
@@ -51,7 +45,8 @@ class StreamingSession:
                  max_sym_per_frame: int = 3):
         self.model = model.eval()
         self.cmvn = cmvn
-        self.sp = load_sentencepiece(bpe_model_or_sp)
+        self.sp = (load_wordpiece(bpe_model_or_sp) if isinstance(bpe_model_or_sp, (str, os.PathLike))
+                   else bpe_model_or_sp)
         self.method, self.beam, self.ilm_weight, self.num_mel_bins = method, beam, ilm_weight, num_mel_bins
         self.blank_penalty, self.max_sym_per_frame = blank_penalty, max_sym_per_frame
         self.device = next(model.parameters()).device

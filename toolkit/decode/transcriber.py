@@ -57,9 +57,9 @@ class Transcript:
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu"):
-    """An :class:`~toolkit.decode.runner.Experiment` from an experiment dir or a packed model."""
+    """An :class:`~toolkit.models.experiment.Experiment` from an experiment dir or a packed model."""
     from toolkit.decode.package import is_package, load_package
-    from toolkit.decode.runner import load_experiment
+    from toolkit.models.experiment import load_experiment
     from toolkit.utils.fileio import InputError
     path = Path(path)
     if is_package(path):

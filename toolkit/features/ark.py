@@ -15,12 +15,12 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 
-from toolkit.utils.fileio import atomic_write
+from toolkit.utils.fileio import CommitOnExit, atomic_write
 
 COMPRESS_AUTOMATIC = 1  # Kaldi's kAutomaticMethod, what copy-feats --compress=true uses
 
 
-class ArkScpWriter:
+class ArkScpWriter(CommitOnExit):
     """``with ArkScpWriter(ark, scp) as w: w.write(key, mat)``; nothing is left on failure."""
 
     def __init__(self, ark_path: str | os.PathLike, scp_path: str | os.PathLike, compress: bool = False):
@@ -52,12 +52,3 @@ class ArkScpWriter:
         self._ark.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp_ark)
-
-    def __enter__(self) -> "ArkScpWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from toolkit.data.kaldi_map import c_sort_key, iter_kaldi_map, read_kaldi_map, write_kaldi_map
 from toolkit.features.ark import ArkScpWriter
 from toolkit.features.audio import cut_segment, read_recording, speed_perturb
 from toolkit.features.fbank import SAMPLE_RATE, FbankExtractor
 from toolkit.utils.fileio import InputError
+from toolkit.utils.jobs import job_slice
+from toolkit.utils.kaldi_map import c_sort_key, iter_kaldi_map, parse_segment, read_kaldi_map, write_kaldi_map
 
 log = logging.getLogger(__name__)
 MIN_FRAMES_PER_CHAR = 2.0  # ~50 characters a second: no speech is that fast, audio is missing
@@ -52,14 +53,8 @@ def list_utterances(data_dir: str | os.PathLike) -> list[Utterance]:
     if (data_dir / "segments").exists():
         utts = []
         for lineno, uttid, value in iter_kaldi_map(data_dir / "segments"):
-            parts = value.split()
-            try:
-                rec, start, end = parts[0], float(parts[1]), float(parts[2])
-                if len(parts) != 3:
-                    raise ValueError
-            except (ValueError, IndexError):
-                raise InputError(data_dir / "segments", f"utterance '{uttid}': expected "
-                                 "'<utt> <recording> <start> <end>'", lineno) from None
+            seg = parse_segment(data_dir / "segments", lineno, value)
+            rec, start, end = seg.recording, seg.start, seg.end
             if rec not in wav:
                 raise InputError(data_dir / "segments", f"utterance '{uttid}': recording '{rec}' "
                                  "is not in wav.scp", lineno)
@@ -78,14 +73,6 @@ def list_utterances(data_dir: str | os.PathLike) -> list[Utterance]:
                 raise InputError(data_dir / "text", f"utterance '{uttid}' has a transcript but no audio "
                                  f"(not in {source})", lineno)
     return sorted(utts, key=lambda u: c_sort_key(u.uttid))
-
-
-def job_slice(items: list, nj: int, job: int) -> list:
-    """The ``job``-th (1-based) of ``nj`` contiguous, near-equal slices."""
-    if not 1 <= job <= nj:
-        raise ValueError(f"job {job} not in 1..{nj}")
-    n = len(items)
-    return items[(job - 1) * n // nj: job * n // nj]
 
 
 def perturbed_id(uttid: str, factor: float) -> str:

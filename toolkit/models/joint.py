@@ -19,6 +19,9 @@ Layer names: ``encoder`` (audio vs text encoder outputs), ``shared.<i>``, ``casc
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,6 +50,22 @@ def build_component(kind: str, name: str, conf: dict | None, **injected):
     if clash:
         raise ConfigError(f"{kind}_conf: key(s) {', '.join(clash)} are set by the model, remove them")
     return registry.build(name, conf, **injected)
+
+
+@dataclass
+class StreamState:
+    """Where a first-pass stream stands between pieces (see ``encode_chunk``).
+
+    ``feat_buf``: fbank frames the subsampling has not consumed yet; ``stack_buf``:
+    subsampled frames waiting for frame stacking; ``sub_buf``: stacked frames short of a
+    chunk; ``audio``/``shared``: the causal conformers' attention and convolution caches.
+    """
+    batch_size: int
+    audio: object
+    shared: object
+    feat_buf: torch.Tensor | None = None
+    stack_buf: torch.Tensor | None = None
+    sub_buf: torch.Tensor | None = None
 
 
 class JointSpeechTextModel(nn.Module):
@@ -200,43 +219,43 @@ class JointSpeechTextModel(nn.Module):
                 for n in self.layer_names if n in speech["layers"] and n in text["layers"]]
 
     # --- streaming (first pass) -------------------------------------------------------
-    def init_stream(self, batch_size: int = 1) -> dict:
-        return {"batch_size": batch_size, "feat_buf": None, "stack_buf": None, "sub_buf": None,
-                "audio": self.audio_encoder.conformer.init_cache(), "shared": self.shared_encoder.init_cache()}
+    def init_stream(self, batch_size: int = 1) -> "StreamState":
+        return StreamState(batch_size, audio=self.audio_encoder.conformer.init_cache(),
+                           shared=self.shared_encoder.init_cache())
 
-    def encode_chunk(self, feats_piece, state):
-        """feats_piece (B, t, F), any t >= 0 -> (newly final shared-encoder frames (B, t', D), state)."""
-        state = dict(state)
-        sub, state["feat_buf"] = self.audio_encoder.subsampling.forward_stream(feats_piece, state["feat_buf"])
-        if state["stack_buf"] is not None:
-            sub = torch.cat([state["stack_buf"], sub], dim=1)
+    def encode_chunk(self, feats_piece, state: "StreamState"):
+        """feats_piece (B, t, F), any t >= 0 -> (newly final shared-encoder frames (B, t', D), new state)."""
+        state = dataclasses.replace(state)
+        sub, state.feat_buf = self.audio_encoder.subsampling.forward_stream(feats_piece, state.feat_buf)
+        if state.stack_buf is not None:
+            sub = torch.cat([state.stack_buf, sub], dim=1)
         k = self.audio_encoder.stack_frames
         n = sub.shape[1] // k * k
-        sub, state["stack_buf"] = self.audio_encoder.stack(sub[:, :n]), sub[:, n:]
-        buf = sub if state["sub_buf"] is None else torch.cat([state["sub_buf"], sub], dim=1)
+        sub, state.stack_buf = self.audio_encoder.stack(sub[:, :n]), sub[:, n:]
+        buf = sub if state.sub_buf is None else torch.cat([state.sub_buf, sub], dim=1)
         outs = []
         while buf.shape[1] >= self.chunk_size:
             outs.append(self._stream_step(buf[:, : self.chunk_size], state))
             buf = buf[:, self.chunk_size:]
-        state["sub_buf"] = buf
+        state.sub_buf = buf
         return self._cat(outs, state), state
 
-    def encode_chunk_final(self, state):
-        """Flush the last partial chunk at the end of the utterance -> (frames, state)."""
-        state = dict(state)
+    def encode_chunk_final(self, state: "StreamState"):
+        """Flush the last partial chunk at the end of the utterance -> (frames, new state)."""
+        state = dataclasses.replace(state)
         outs = []
-        if state["sub_buf"] is not None and state["sub_buf"].shape[1] > 0:
-            outs.append(self._stream_step(state["sub_buf"], state))
-        state["sub_buf"] = None
+        if state.sub_buf is not None and state.sub_buf.shape[1] > 0:
+            outs.append(self._stream_step(state.sub_buf, state))
+        state.sub_buf = None
         return self._cat(outs, state), state
 
-    def _stream_step(self, chunk, state):
-        x, state["audio"] = self.audio_encoder.conformer.forward_chunk(chunk, state["audio"])
-        x, state["shared"] = self.shared_encoder.forward_chunk(x, state["shared"])
+    def _stream_step(self, chunk, state: "StreamState"):
+        x, state.audio = self.audio_encoder.conformer.forward_chunk(chunk, state.audio)
+        x, state.shared = self.shared_encoder.forward_chunk(x, state.shared)
         return x
 
     def _cat(self, outs, state):
         if outs:
             return torch.cat(outs, dim=1)
         p = next(self.parameters())
-        return p.new_zeros(state["batch_size"], 0, self.shared_encoder.output_dim)
+        return p.new_zeros(state.batch_size, 0, self.shared_encoder.output_dim)

@@ -7,7 +7,7 @@ Pure Python with no heavy dependencies (the trainer imports it for validation WE
     result.wer  # 33.33...
 """
 from toolkit.scoring.align import AlignedPair, align
-from toolkit.scoring.score import Counts, ScoreResult, UttScore, score, speaker_of
+from toolkit.scoring.wer import Counts, ScoreResult, UttScore, score, speaker_of
 from toolkit.scoring.trn import read_trn, write_trn
 
 __all__ = ["AlignedPair", "Counts", "ScoreResult", "UttScore", "align", "read_trn", "score",

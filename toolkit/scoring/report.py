@@ -10,7 +10,7 @@ import statistics
 from collections import Counter
 
 from toolkit.scoring.align import CORRECT, DEL, INS, SUB, fold_case, upper_ascii
-from toolkit.scoring.score import Counts, ScoreResult
+from toolkit.scoring.wer import Counts, ScoreResult
 
 SCREEN_WIDTH = 80
 PCT_COLS = ("corr", "sub", "dele", "ins", "err")

@@ -14,7 +14,7 @@ import tempfile
 from typing import Mapping
 
 from toolkit.scoring.align import CORRECT, DEL, INS, SUB, AlignedPair, fold_case
-from toolkit.scoring.score import ScoreResult, build_result, check_same_ids
+from toolkit.scoring.wer import ScoreResult, build_result, check_same_ids
 from toolkit.scoring.trn import write_trn
 from toolkit.utils.fileio import atomic_write
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from toolkit.data.kaldi_map import c_sort_key, iter_kaldi_map
+from toolkit.utils.kaldi_map import c_sort_key, iter_kaldi_map
 from toolkit.utils.fileio import InputError, atomic_write, read_lines
 
 PAD, UNK, MASK, WB = "<pad>", "<unk>", "<mask>", "<wb>"

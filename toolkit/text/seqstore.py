@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.utils.fileio import InputError, read_lines
+from toolkit.utils.fileio import CommitOnExit, InputError, read_lines
 
 _I32 = np.dtype("<i4")
 
 
-class SeqStoreWriter:
+class SeqStoreWriter(CommitOnExit):
     """``with SeqStoreWriter(dir) as w: w.add(uttid, phones, tokens)``; renamed into place on exit."""
 
     def __init__(self, out_dir: str | os.PathLike):
@@ -67,15 +67,6 @@ class SeqStoreWriter:
         for f in (self._uttids, self._phones, self._tokens):
             f.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self) -> "SeqStoreWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def _memmap(path: Path, n: int) -> np.ndarray:

@@ -7,6 +7,8 @@ missing from phones.txt map to ``<unk>``; ``oov_words`` and ``unk_phones`` count
 """
 from __future__ import annotations
 
+import itertools
+import logging
 import os
 from collections import Counter
 from pathlib import Path
@@ -16,8 +18,13 @@ import numpy as np
 
 from toolkit.text.lexicon import UNK, WB, lang_dir_languages, lexicon_path, read_lexicon, read_phones
 from toolkit.text.phonemize import WordPhonemizer
+from toolkit.text.seqstore import SeqStoreWriter
 from toolkit.text.wordpiece import load_wordpiece
+from toolkit.utils.fileio import InputError
+from toolkit.utils.kaldi_map import iter_kaldi_map, read_kaldi_map
+from toolkit.utils.progress import progress_bar
 
+log = logging.getLogger(__name__)
 
 
 class TextToIds:
@@ -81,3 +88,36 @@ class TextToIds:
             tokens = self.sp.encode(text)
             out.append((uttid, np.asarray(ids, dtype=np.int32), np.asarray(tokens, dtype=np.int32)))
         return out
+
+
+def dump_text(lang_dir: str, bpe_model: str, text: str, out: str, oov: str = "phonemize",
+              utt2lang: str | None = None, chunk: int = 2000, progress: bool = True) -> TextToIds:
+    """Write the SeqStore; returns the converter (its ``oov_words``/``unk_phones`` counters)."""
+    conv = TextToIds(lang_dir, bpe_model, oov=oov)
+    langs = read_kaldi_map(utt2lang) if utt2lang else None
+    lines = iter_kaldi_map(text)
+    n = 0
+    bar = progress_bar(desc=f"text -> ids {Path(text).parent.name}", enabled=progress)
+    with SeqStoreWriter(out) as writer, bar:
+        while batch := list(itertools.islice(lines, chunk)):
+            utts = []
+            for lineno, uttid, words in batch:
+                lang = None
+                if langs is not None:
+                    if uttid not in langs:
+                        raise InputError(text, f"utterance '{uttid}' has no language in {utt2lang}", lineno)
+                    lang = langs[uttid]
+                utts.append((uttid, words, lang))
+            try:
+                converted = conv.convert(utts)
+            except KeyError as e:
+                raise InputError(utt2lang, e.args[0]) from None
+            for uttid, phones, tokens in converted:
+                writer.add(uttid, phones, tokens)
+            n += len(batch)
+            bar.update(len(batch))
+    n_occ = sum(conv.oov_words.values())
+    top = ", ".join(f"{w}({c})" for w, c in conv.oov_words.most_common(10))
+    log.info("%s: %d utterances; %d out-of-lexicon words (%d occurrences%s); %d phones -> <unk>",
+             out, n, len(conv.oov_words), n_occ, f": {top}" if top else "", conv.unk_phones)
+    return conv

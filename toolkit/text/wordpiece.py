@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 
 import sentencepiece as spm
 
-from toolkit.data.kaldi_map import iter_kaldi_map
+from toolkit.utils.kaldi_map import iter_kaldi_map
 from toolkit.utils.fileio import atomic_write
 
 BLANK, UNK = "<blank>", "<unk>"
@@ -69,9 +69,18 @@ def train_wordpiece(text_paths: Iterable[str | os.PathLike], vocab_size: int, ou
     return model
 
 
-def load_wordpiece(model_path: str | os.PathLike) -> spm.SentencePieceProcessor:
-    """Load a model and check the id convention (``<blank>`` 0, ``<unk>`` 1)."""
-    sp = spm.SentencePieceProcessor(model_file=str(model_path))
+def load_wordpiece(model: str | os.PathLike | bytes, name: str | None = None) -> spm.SentencePieceProcessor:
+    """Load a model (a path, or its bytes as a packed model holds them) and check the id
+    convention (``<blank>`` 0, ``<unk>`` 1). ``name`` names the bytes in errors."""
+    name = name or str(model)
+    if isinstance(model, bytes):
+        sp = spm.SentencePieceProcessor()
+        try:
+            sp.LoadFromSerializedProto(model)
+        except Exception as e:  # sentencepiece raises RuntimeError / OSError
+            raise ValueError(f"{name} is not a sentencepiece model: {e}") from None
+    else:
+        sp = spm.SentencePieceProcessor(model_file=str(model))
     if sp.pad_id() != 0 or sp.id_to_piece(0) != BLANK or sp.unk_id() != 1:
-        raise ValueError(f"{model_path}: expected <blank> id 0 and <unk> id 1 (made by train_wordpiece)")
+        raise ValueError(f"{name}: expected <blank> id 0 and <unk> id 1 (made by train_wordpiece)")
     return sp

@@ -169,7 +169,7 @@ def resolve_config(path: str | os.PathLike | None, overrides: list[str] = ()) ->
 
 def symbol_table_size(path: str | os.PathLike) -> int:
     """``max id + 1`` of a ``<sym> <id>`` table (tokens.txt, phones.txt)."""
-    from toolkit.data.kaldi_map import iter_kaldi_map
+    from toolkit.utils.kaldi_map import iter_kaldi_map
     from toolkit.utils.fileio import InputError
     if not Path(path).is_file():
         raise InputError(path, "missing (run the lexicon and wordpiece stages first)")

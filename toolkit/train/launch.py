@@ -80,24 +80,27 @@ def write_exp_files(exp: Path, conf: dict, argv: list[str], resume: bool) -> Non
 
 def load_data(conf: dict):
     """-> (paired train, text train or None, valid or None, per-utterance weights or None)."""
-    from toolkit.data.dataset import (PairedDataset, TextDataset, language_balanced_weights,
+    from toolkit.features.cmvn import GlobalCMVN
+    from toolkit.train.dataset import (PairedDataset, TextDataset, language_balanced_weights,
                                       read_utt2lang)
     if not conf["train_data"]:
         raise ConfigError("no training data: give --train-data")
-    paired = PairedDataset(conf["train_data"], conf["cmvn"])
+    cmvn = GlobalCMVN.load(conf["cmvn"]) if conf["cmvn"] else None
+    paired = PairedDataset(conf["train_data"], cmvn)
     text = None
     if conf["text_data"] and conf["batching"]["text_ratio"] > 0:
         text = TextDataset(Path(conf["text_data"]) / "seq")
     elif conf["batching"]["text_ratio"] > 0:
         log.warning("text_ratio %s but no --text-data: training on paired data only",
                     conf["batching"]["text_ratio"])
-    valid = PairedDataset(conf["valid_data"], conf["cmvn"]) if conf["valid_data"] else None
+    valid = PairedDataset(conf["valid_data"], cmvn) if conf["valid_data"] else None
     weights = None
-    b = conf["batching"]
-    if b["lang_balance_alpha"] is not None:
-        if not b["utt2lang"]:
+    batching = conf["batching"]
+    if batching["lang_balance_alpha"] is not None:
+        if not batching["utt2lang"]:
             raise ConfigError("batching.lang_balance_alpha needs batching.utt2lang")
-        weights = language_balanced_weights(read_utt2lang(b["utt2lang"], paired.uttids), b["lang_balance_alpha"])
+        weights = language_balanced_weights(read_utt2lang(batching["utt2lang"], paired.uttids),
+                                            batching["lang_balance_alpha"])
     return paired, text, valid, weights
 
 
@@ -109,8 +112,8 @@ def default_build_model(model_conf: dict) -> torch.nn.Module:
 def make_detokenizer(bpe_model: str | None):
     if not bpe_model:
         return None
-    import sentencepiece as spm
-    sp = spm.SentencePieceProcessor(model_file=bpe_model)
+    from toolkit.text.wordpiece import load_wordpiece
+    sp = load_wordpiece(bpe_model)
     return lambda ids: sp.decode([int(i) for i in ids])
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.data.kaldi_map import write_kaldi_map
+from toolkit.utils.kaldi_map import write_kaldi_map
 from toolkit.text.seqstore import SeqStoreWriter
 from toolkit.utils.fileio import atomic_write
 

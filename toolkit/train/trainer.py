@@ -98,11 +98,11 @@ class Trainer:
         self.conf, self.info, self.exp = conf, info, Path(exp_dir)
         self.objective = objective or (lambda model, batch, step: model(batch))
         self.ckpt_dir = self.exp / "checkpoints"
-        b = conf["batching"]
+        batching = conf["batching"]
         self.sampler = InterleavedBatchSampler(
-            paired.num_frames, b["max_frames"], text_lengths=None if text is None else text.lengths(),
-            max_tokens=b["max_tokens"], text_ratio=b["text_ratio"] if text is not None else 0.0,
-            seed=conf["seed"], rank=info.rank, world_size=info.world_size, weights=weights, shuffle=b["shuffle"])
+            paired.num_frames, batching["max_frames"], text_lengths=None if text is None else text.lengths(),
+            max_tokens=batching["max_tokens"], text_ratio=batching["text_ratio"] if text is not None else 0.0,
+            seed=conf["seed"], rank=info.rank, world_size=info.world_size, weights=weights, shuffle=batching["shuffle"])
         if not self.sampler.epoch_plan(0):
             raise ConfigError(f"{len(paired)} paired utterances make fewer batches than the {info.world_size} "
                               f"rank(s): lower batching.max_frames or use fewer processes")
@@ -134,8 +134,9 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
-        p = self.progress
-        return {"step": p.step, "epoch": p.epoch, "position": p.position, "nonfinite_run": p.nonfinite_run,
+        progress = self.progress
+        return {"step": progress.step, "epoch": progress.epoch, "position": progress.position,
+                "nonfinite_run": progress.nonfinite_run,
                 "world_size": self.info.world_size, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "rng": gather_objects(ckpt.rng_state()),
@@ -216,12 +217,12 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------
     def run(self) -> Progress:
-        conf, p = self.conf, self.progress
+        conf, progress = self.conf, self.progress
         loss_log = open(self.exp / "losses.tsv", "a", encoding="utf-8") if self.info.is_main else None
         try:
-            while p.epoch < conf["max_epochs"] and not self._done():
+            while progress.epoch < conf["max_epochs"] and not self._done():
                 self.train_epoch(loss_log)
-                if self._done() and p.position < len(self.sampler.epoch_plan(p.epoch)):
+                if self._done() and progress.position < len(self.sampler.epoch_plan(progress.epoch)):
                     break  # max_steps reached mid-epoch: no epoch-end validation
                 self.end_epoch()
         finally:
@@ -229,33 +230,34 @@ class Trainer:
                 loss_log.close()
             if self.writer:
                 self.writer.close()
-        return p
+        return progress
 
     def _done(self) -> bool:
         return bool(self.conf["max_steps"]) and self.progress.step >= self.conf["max_steps"]
 
     def train_epoch(self, loss_log) -> None:
-        conf, p = self.conf, self.progress
+        conf, progress = self.conf, self.progress
         accum = conf["accum_grad"]
-        self.sampler.set_epoch(p.epoch, p.position)
-        n_batches = len(self.sampler.epoch_plan(p.epoch))
+        self.sampler.set_epoch(progress.epoch, progress.position)
+        n_batches = len(self.sampler.epoch_plan(progress.epoch))
         bar = _progress_bar(self, n_batches)
         meter, micro, finite = Meter(), 0, True
         self.model.train()
         pin = self.info.device.type == "cuda"
         for batch, meta in make_loader(self.fetcher, self.sampler, conf["batching"]["num_workers"], pin):
-            p.position += 1
+            progress.position += 1
             micro += 1
-            last = micro == accum or p.position == n_batches
+            last = micro == accum or progress.position == n_batches
             for module in self.model.modules():  # step-scheduled losses (the pruned transducer's warm-up)
                 if hasattr(module, "set_step"):
-                    module.set_step(p.step)
+                    module.set_step(progress.step)
             out = self.forward_backward(batch, 1.0 / accum, sync=last)
             finite &= math.isfinite(out["loss"])
             meter.add(meta["kind"], out)
             meter.audio_seconds += meta["audio_seconds"]
             if loss_log:
-                loss_log.write(f"{p.step + 1}\t{p.epoch}\t{p.position}\t{meta['kind']}\t{out['loss']!r}\n")
+                loss_log.write(f"{progress.step + 1}\t{progress.epoch}\t{progress.position}\t{meta['kind']}\t"
+                               f"{out['loss']!r}\n")
                 loss_log.flush()
             if not last:
                 continue
@@ -263,33 +265,33 @@ class Trainer:
             micro, finite = 0, True
             meter.steps += 1
             if bar is not None:
-                bar.update(p.position - bar.n)
-                bar.set_postfix(loss=f"{out['loss']:.3f}", step=p.step)
-            if p.step % conf["log_every_steps"] == 0:
+                bar.update(progress.position - bar.n)
+                bar.set_postfix(loss=f"{out['loss']:.3f}", step=progress.step)
+            if progress.step % conf["log_every_steps"] == 0:
                 self._log_train(meter)
                 meter = Meter()
-            if p.step % conf["save_every_steps"] == 0 and p.position < n_batches:
+            if progress.step % conf["save_every_steps"] == 0 and progress.position < n_batches:
                 self.save()
             if self._done():
-                if p.position < n_batches:
+                if progress.position < n_batches:
                     self.save()
                 break
         if bar is not None:
             bar.close()
 
     def end_epoch(self) -> None:
-        p = self.progress
+        progress = self.progress
         if self.valid is not None:
             self._validate()
-        p.epoch, p.position = p.epoch + 1, 0
+        progress.epoch, progress.position = progress.epoch + 1, 0
         self.save()
 
     def _validate(self) -> None:
-        b = self.conf["batching"]
-        sampler = InterleavedBatchSampler(self.valid.num_frames, b["max_frames"], shuffle=False,
+        batching = self.conf["batching"]
+        sampler = InterleavedBatchSampler(self.valid.num_frames, batching["max_frames"], shuffle=False,
                                           rank=self.info.rank, world_size=self.info.world_size,
                                           drop_remainder=False)
-        loader = make_loader(BatchFetcher(self.valid), sampler, b["num_workers"])
+        loader = make_loader(BatchFetcher(self.valid), sampler, batching["num_workers"])
         res = validate(self.model, loader, self.info.device, self.amp_dtype, self.detokenize,
                        self.conf["valid_greedy_wer"], self.conf["valid_max_batches"], self.objective)
         log.info("epoch %d validation: %s", self.progress.epoch,

@@ -60,3 +60,26 @@ def read_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
             except UnicodeDecodeError as e:
                 raise InputError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})", lineno) from None
             yield lineno, line.rstrip("\r\n")
+
+
+class CommitOnExit:
+    """Context-manager protocol of an all-or-nothing writer.
+
+    Leaving the ``with`` block normally calls ``close()`` (which commits the output);
+    leaving it by an exception calls ``abort()`` (which removes what was written).
+    """
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -25,6 +25,14 @@ def git_revision(where: str | Path | None = None) -> str:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def toolkit_version() -> str:
+    """The installed distribution's version (setup.cfg), without importing the package root."""
+    import importlib.metadata
+    try:
+        return importlib.metadata.version("concord-asr")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def code_version() -> dict[str, str]:
-    from toolkit import __version__
-    return {"toolkit": __version__, "git": git_revision()}
+    return {"toolkit": toolkit_version(), "git": git_revision()}

@@ -26,5 +26,5 @@ combine_data.sh data/train $train_dirs
 
 [ -f "$LIBRISPEECH_LM_TEXT" ] || { echo "$0: LM text not found: $LIBRISPEECH_LM_TEXT (see db.sh)" >&2; exit 1; }
 opts=""; [ "$lm_max_lines" -gt 0 ] && opts="--max-lines $lm_max_lines"
-python -m toolkit.bin.prepare_librispeech --lm-text "$LIBRISPEECH_LM_TEXT" --out data/text_only $opts
+python -m toolkit.bin.prepare_data --layout librispeech --text-only "$LIBRISPEECH_LM_TEXT" --out data/text_only $opts
 echo "$0: data prepared: train ($(wc -l < data/train/text) utts), text_only ($(wc -l < data/text_only/text) sentences)"

@@ -10,6 +10,6 @@ if [ $# -ne 2 ]; then
 fi
 src=$1; dst=$2
 [ -d "$src" ] || { echo "$0: no such directory: $src" >&2; exit 1; }
-python -m toolkit.bin.prepare_librispeech --corpus "$(dirname "$src")" --subset "$(basename "$src")" --out "$dst"
+python -m toolkit.bin.prepare_data --layout librispeech --corpus "$(dirname "$src")" --subset "$(basename "$src")" --out "$dst"
 validate_data_dir.sh "$dst"
 echo "$0: prepared $dst from $src ($(wc -l < "$dst/text") utterances)"

@@ -20,16 +20,16 @@ while read -r code layout dir unit; do
   for split in train dev test; do
     out=data/${code}_$split
     case $layout in
-      mls) python -m toolkit.bin.prepare_mls --corpus "$MLS/$dir" --split $split --lang $code --out $out ;;
-      cv)  python -m toolkit.bin.prepare_commonvoice --corpus "$CV/$dir" --split $split --lang $code --out $out ;;
+      mls) python -m toolkit.bin.prepare_data --layout mls --corpus "$MLS/$dir" --subset $split --lang $code --out $out ;;
+      cv)  python -m toolkit.bin.prepare_data --layout commonvoice --corpus "$CV/$dir" --subset $split --lang $code --out $out ;;
       *) echo "$0: $langs_file: unknown layout '$layout' for $code (mls or cv)" >&2; exit 1 ;;
     esac
     parts[$split]="${parts[$split]} $out"
   done
-  case $layout in mls) text="$MLS/$dir/lm_text.txt.gz"; prep=prepare_mls; flag=--lm-text ;;
-                  cv)  text="$CV/$dir/text_only.txt.gz"; prep=prepare_commonvoice; flag=--text-only ;; esac
+  case $layout in mls) text="$MLS/$dir/lm_text.txt.gz"; full=mls ;;
+                  cv)  text="$CV/$dir/text_only.txt.gz"; full=commonvoice ;; esac
   if [ -f "$text" ]; then
-    python -m toolkit.bin.$prep $flag "$text" --prefix $code --out data/text_only_$code $opts
+    python -m toolkit.bin.prepare_data --layout $full --text-only "$text" --prefix $code --out data/text_only_$code $opts
     awk -v l=$code '{print $1, l}' data/text_only_$code/text > data/text_only_$code/utt2lang
     text_dirs="$text_dirs data/text_only_$code"
   else

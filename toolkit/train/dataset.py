@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.data.kaldi_map import read_kaldi_map
-from toolkit.features.cmvn import GlobalCMVN
+from toolkit.utils.kaldi_map import read_kaldi_map
+from toolkit.features.reader import FeatureReader
 from toolkit.text.seqstore import SeqStore
 from toolkit.utils.fileio import InputError
 
@@ -39,26 +39,25 @@ class MatchReport:
 
 
 class PairedDataset:
-    """``ds[i] -> dict(uttid, feats (T, D) float32 CMVN-applied, phones, tokens)``.
+    """``ds[i] -> dict(uttid, feats (T, D) float32 CMVN-applied, phones, tokens)``, in feats.scp order.
 
-    ``data_dir`` holds ``feats.scp``, ``utt2num_frames`` and ``seq/``. ``num_frames`` (N,)
-    gives lengths for bucketing without touching the features.
+    ``data_dir`` is a dump dir: ``feats.scp``, ``utt2num_frames`` and ``seq/`` (or
+    ``seq_dir``); ``cmvn`` a :class:`toolkit.features.cmvn.GlobalCMVN` or None. ``num_frames``
+    (N,) gives lengths for bucketing without touching the features. Training and the
+    consistency analysis both read a dump dir through this class.
     """
 
-    def __init__(self, data_dir: str | os.PathLike, cmvn_path: str | os.PathLike | None):
-        import kaldiio
+    def __init__(self, data_dir: str | os.PathLike, cmvn=None, seq_dir: str | os.PathLike | None = None):
         d = Path(data_dir)
         self.data_dir = d
-        scp = d / "feats.scp"
-        for path in (scp, d / "utt2num_frames"):
-            if not path.exists():
-                raise InputError(path, "missing (run the feature stage first)")
+        self.feats = FeatureReader(d / "feats.scp", cmvn)
+        if not (d / "utt2num_frames").exists():
+            raise InputError(d / "utt2num_frames", "missing (run the feature stage first)")
         frames = read_kaldi_map(d / "utt2num_frames")
-        store = SeqStore(d / "seq")
-        self.cmvn = GlobalCMVN.load(cmvn_path) if cmvn_path else None
+        store = SeqStore(seq_dir if seq_dir is not None else d / "seq")
         uttids, seq_index, num_frames = [], [], []
         no_seq, empty, examples = 0, 0, []
-        for lineno, (utt, _) in enumerate(read_kaldi_map(scp).items(), 1):
+        for lineno, utt in enumerate(self.feats.uttids, 1):
             if utt not in frames:
                 raise InputError(d / "utt2num_frames", f"no entry for utterance '{utt}' (feats.scp line {lineno})")
             try:
@@ -93,23 +92,17 @@ class PairedDataset:
         self.seq_index = np.asarray(seq_index, dtype=np.int64)
         self.num_frames = np.asarray(num_frames, dtype=np.int64)  # (N,)
         self.store = store
-        self._feats = kaldiio.load_scp(str(scp))
 
     def __len__(self) -> int:
         return len(self.uttids)
 
     def __getitem__(self, i: int) -> dict:
         utt = self.uttids[i]
-        try:
-            feats = np.asarray(self._feats[utt], dtype=np.float32)  # (T, D)
-        except Exception as e:  # kaldiio raises many types for a damaged ark
-            raise InputError(self.data_dir / "feats.scp", f"utterance '{utt}': cannot read features: {e}") from None
+        feats = self.feats[utt]  # (T, D), CMVN applied
         if feats.ndim != 2 or feats.shape[0] != self.num_frames[i]:
             raise InputError(self.data_dir / "utt2num_frames",
                              f"utterance '{utt}': features have shape {feats.shape}, "
                              f"utt2num_frames says {self.num_frames[i]} frames")
-        if self.cmvn is not None:
-            feats = np.asarray(self.cmvn(feats), dtype=np.float32)
         _, phones, tokens = self.store[int(self.seq_index[i])]
         return {"uttid": utt, "feats": feats, "phones": phones, "tokens": tokens}
 

@@ -6,6 +6,7 @@ sorted in C locale (byte order of the UTF-8 key), keys unique.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from toolkit.utils.fileio import InputError, atomic_write, read_lines
@@ -50,3 +51,22 @@ def write_kaldi_map(path: str | os.PathLike, mapping: Mapping[str, str] | Iterab
             if not key or any(c.isspace() for c in key):
                 raise ValueError(f"{path}: invalid key {key!r} (empty or contains whitespace)")
             f.write(f"{key} {value}\n" if value != "" else f"{key}\n")
+
+
+@dataclass(frozen=True)
+class Segment:
+    recording: str
+    start: float  # seconds
+    end: float  # seconds
+
+
+def parse_segment(path: str | os.PathLike, lineno: int, value: str) -> Segment:
+    """``<recording> <start> <end>`` (the part after the utterance id) -> Segment."""
+    fields = value.split()
+    if len(fields) != 3:
+        raise InputError(path, f"expected '<utt> <recording> <start> <end>', got {len(fields) + 1} fields", lineno)
+    try:
+        start, end = float(fields[1]), float(fields[2])
+    except ValueError:
+        raise InputError(path, f"start/end times must be numbers, got '{fields[1]}' '{fields[2]}'", lineno) from None
+    return Segment(fields[0], start, end)
