@@ -170,3 +170,14 @@ def test_two_level_interval_widens_with_seed_spread():
 def test_detectable_difference_is_the_power_formula():
     assert detectable_difference(1.0, 2) == pytest.approx(2.8016, rel=1e-4)
     assert math.isclose(detectable_difference(2.0, 8), detectable_difference(1.0, 2))
+
+
+def test_archived_cells_regenerate_the_report_and_are_not_run_again(tmp_path, fake_recipe):
+    grid = write_grid(tmp_path)
+    study.run_grid(grid, fake_recipe, only=["B", "C"])
+    study.archive_cells(fake_recipe)
+    before = write_study_report(study.load_grid(grid), study.finished_cells(fake_recipe), tmp_path / "a.md")
+    (fake_recipe / "exp").rename(tmp_path / "exp_gone")  # a clean clone: only the archive is left
+    after = write_study_report(study.load_grid(grid), study.finished_cells(fake_recipe), tmp_path / "b.md")
+    assert after.read_text() == before.read_text().replace("a_wer.png", "b_wer.png")
+    assert [(r["condition"], r["seed"]) for r in study.run_grid(grid, fake_recipe)] == [("W", 1)]

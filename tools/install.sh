@@ -9,7 +9,7 @@
 # Which torch build: TORCH_INDEX_URL when set; else, with an NVIDIA GPU (nvidia-smi lists
 # one), PyPI's default (a CUDA build); else the CPU index, so a machine without a GPU does
 # not download gigabytes of CUDA libraries (a matching wheel already in pip's find-links,
-# e.g. a local wheel cache, is still used). A venv that already has the pinned version
+# e.g. a local wheel cache, is used first, without reaching any index). A venv that already has the pinned version
 # keeps it. The test extra (pytest, onnxruntime, sherpa-onnx, lhotse, ...) is installed too.
 #
 # Idempotent: a second run with the same setup.cfg and TORCH_SPEC only checks a stamp
@@ -42,6 +42,10 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 have=$("$venv/bin/python" -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null || true)
 if [ -n "$have" ] && [ "torch==$have" = "$torch_spec" ]; then
   echo "install.sh: $torch_spec already installed"
+elif [ -n "$torch_index" ] && "${pip[@]}" install -q --no-index --no-deps "$torch_spec" 2>/dev/null; then
+  # a wheel in pip's find-links (a local wheel cache): no index to reach; torch's own
+  # dependencies come with the toolkit below
+  echo "install.sh: installed $torch_spec from a local wheel ($("$venv/bin/python" -c 'import torch; print(torch.__version__)'))"
 elif [ -n "$torch_index" ]; then
   echo "install.sh: installing $torch_spec from $torch_index"
   "${pip[@]}" install -q "$torch_spec" --index-url "$torch_index"

@@ -215,11 +215,16 @@ def run_grid(grid_path: str | os.PathLike, recipe: Path, only: list[str] | None 
              extra_args: str = "") -> list[dict]:
     """Every unfinished cell of the grid, one at a time (two trainings at once are ~10x slower)."""
     grid = load_grid(grid_path)
+    archived = {(c["condition"], c["seed"]): c for c in archived_cells(recipe)}
     done = []
     for cell in cells_of(grid, only):
         out = recipe / "exp" / cell.tag / "cell.json"
         if out.exists():
             log.info("%s: finished earlier, skipped", cell.tag)
+            continue
+        old = archived.get((cell.condition, cell.seed))
+        if old is not None and comparable(old["versions"], {"code": code_version(), "data": data_version(recipe)}):
+            log.info("%s: in %s with this code and data, skipped", cell.tag, ARCHIVE)
             continue
         rec = run_cell(cell, recipe, grid, extra_args)
         log.info("%s: done in %.1f min: %s", cell.tag, rec["wall_s_last_run"] / 60,
@@ -228,5 +233,36 @@ def run_grid(grid_path: str | os.PathLike, recipe: Path, only: list[str] | None 
     return done
 
 
+# finished cells' small result files, committed with the recipe so a clean clone can
+# regenerate the report and a later session can continue the grid (exp/ is not committed)
+ARCHIVE = "study/cells"
+ARCHIVED_FILES = ("cell.json", "config.yaml", "RESULTS.md", "train.log", "run.sh")
+
+
+def archive_cells(recipe: Path) -> list[Path]:
+    """Copy every finished cell's small files to <recipe>/study/cells/<condition>/seed<k>/."""
+    copied = []
+    for cell_json in sorted((recipe / "exp" / "study").glob("*/seed*/cell.json")):
+        src = cell_json.parent
+        dest = recipe / ARCHIVE / src.parent.name / src.name
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ARCHIVED_FILES:
+            if (src / name).exists():
+                shutil.copyfile(src / name, dest / name)
+        for score in sorted(src.glob("decode_*/score_wer/result.txt")):
+            (dest / score.parent.parent.name).mkdir(exist_ok=True)
+            shutil.copyfile(score, dest / score.parent.parent.name / "result.txt")
+        copied.append(dest)
+    return copied
+
+
+def archived_cells(recipe: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((recipe / ARCHIVE).glob("*/seed*/cell.json"))]
+
+
 def finished_cells(recipe: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((recipe / "exp" / "study").glob("*/seed*/cell.json"))]
+    """Cells finished in exp/study, and archived cells not superseded by one there."""
+    live = [json.loads(p.read_text()) for p in sorted((recipe / "exp" / "study").glob("*/seed*/cell.json"))]
+    key = {(c["condition"], c["seed"], json.dumps(c["versions"], sort_keys=True)) for c in live}
+    return live + [c for c in archived_cells(recipe)
+                   if (c["condition"], c["seed"], json.dumps(c["versions"], sort_keys=True)) not in key]
