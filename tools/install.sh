@@ -45,7 +45,7 @@ if [ -n "$have" ] && [ "torch==$have" = "$torch_spec" ]; then
 elif [ -n "$torch_index" ] && "${pip[@]}" install -q --no-index --no-deps "$torch_spec" 2>/dev/null; then
   # a wheel in pip's find-links (a local wheel cache): no index to reach; torch's own
   # dependencies come with the toolkit below
-  echo "install.sh: installed $torch_spec from a local wheel ($("$venv/bin/python" -c 'import torch; print(torch.__version__)'))"
+  echo "install.sh: installed $torch_spec from a local wheel (pip find-links)"
 elif [ -n "$torch_index" ]; then
   echo "install.sh: installing $torch_spec from $torch_index"
   "${pip[@]}" install -q "$torch_spec" --index-url "$torch_index"
