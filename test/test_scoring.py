@@ -302,6 +302,22 @@ def test_make_results_adds_per_language_and_pooled_rows(tmp_path):
     assert "|pooled|3|8|50.0|12.5|37.5|0.0|50.0|66.7|" in text
 
 
+def test_per_language_rows_use_each_languages_own_scoring_unit(tmp_path):
+    from toolkit.bin import score as score_cli_
+    from toolkit.scoring.results import make_results
+    exp = tmp_path / "tag"
+    refs = {"de1-1": "e f g h", "zh1-1": "我们 走"}
+    hyps = {"de1-1": "e f", "zh1-1": "我们 走"}
+    scored_decode(exp, "decode_full_test", refs, hyps, {"de1-1": "de", "zh1-1": "cmn"})
+    d = exp / "decode_full_test"
+    score_cli_.main(["--ref", str(d / "ref.trn"), "--hyp", str(d / "hyp.trn"), "--out", str(d / "score_cer"), "--cer"])
+    (d / "lang2unit").write_text("cmn char\nde word\n")
+    text = make_results(exp)
+    wer_part, _, cer_part = text.partition("### CER")
+    assert "|de|1|4|50.0|" in wer_part and "|cmn|" not in wer_part
+    assert "|cmn|1|" in cer_part and "|de|" not in cer_part.split("per language")[1]
+
+
 def test_make_results_without_scores_is_an_error(tmp_path):
     from toolkit.scoring.results import make_results
     (tmp_path / "decode_full_x").mkdir()

@@ -126,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.job is not None:
             return 0
     summary = jobs.merge_jobs(args.out, args.nj, refs, mode, settings)
-    if (Path(data) / "utt2lang").exists():  # per-language tables in make_results
-        with atomic_write(Path(args.out) / "utt2lang") as f:
-            f.write((Path(data) / "utt2lang").read_text(encoding="utf-8"))
+    for name in ("utt2lang", "lang2unit"):  # per-language tables (each language in its unit) in make_results
+        if (Path(data) / name).exists():
+            with atomic_write(Path(args.out) / name) as f:
+                f.write((Path(data) / name).read_text(encoding="utf-8"))
     extra = (f", algorithmic latency {summary['algorithmic_latency_ms']} ms, chunk compute median "
              f"{summary.get('chunk_compute_ms_median', '-')} ms / p95 {summary.get('chunk_compute_ms_p95', '-')} ms"
              if mode == "streaming" else "")

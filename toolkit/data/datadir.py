@@ -19,7 +19,7 @@ from toolkit.utils.fileio import InputError, read_lines
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
 EXTRA_UTT_FILES = ("utt2dur", "utt2num_frames", "feats.scp", "utt2uniq")
-KNOWN_FILES = REQUIRED_FILES + ("spk2utt", "segments", "utt2lang") + EXTRA_UTT_FILES
+KNOWN_FILES = REQUIRED_FILES + ("spk2utt", "segments", "utt2lang", "lang2unit") + EXTRA_UTT_FILES
 
 
 class Entry(NamedTuple):

@@ -48,8 +48,13 @@ def counts_row(name: str, c: Counts) -> str:
     return md_row(name, (c.snt, c.wrd, *pct))
 
 
-def language_table(score_dir: Path, utt2lang: dict[str, str]) -> list[str]:
-    """Per-language and pooled rows from the alignments in ``result.pra``."""
+def language_table(score_dir: Path, utt2lang: dict[str, str], units: dict[str, str] | None = None,
+                   unit: str | None = None) -> list[str]:
+    """Per-language and pooled rows from the alignments in ``result.pra``.
+
+    With ``units`` (language -> "word" or "char", a decode dir's ``lang2unit``) only the
+    languages scored in ``unit`` get rows (WER for languages with spaces, CER for the
+    others), and the pooled row covers those languages alone."""
     pra = score_dir / "result.pra"
     if not pra.exists():
         raise InputError(pra, "needed for the per-language table but missing")
@@ -57,6 +62,13 @@ def language_table(score_dir: Path, utt2lang: dict[str, str]) -> list[str]:
     missing = [u for u in alignments if u not in utt2lang]
     if missing:
         raise InputError(pra, f"{len(missing)} utterance(s) have no language in utt2lang, e.g. {missing[0]}")
+    if units is not None:
+        unknown = sorted({utt2lang[u] for u in alignments} - set(units))
+        if unknown:
+            raise InputError(score_dir.parent / "lang2unit", f"no scoring unit for language(s) {', '.join(unknown)}")
+        alignments = {u: a for u, a in alignments.items() if units[utt2lang[u]] == unit}
+        if not alignments:
+            return []
     result = build_result(alignments)
     per_lang: dict[str, Counts] = {}
     for u, s in result.utts.items():
@@ -119,7 +131,11 @@ def make_results(exp: Path, utt2lang_path: str | None = None) -> str:
                 out.append(md_row(dataset, sum_row(res)))
                 lang_file = utt2lang_path or (d / "utt2lang" if (d / "utt2lang").exists() else None)
                 if lang_file:
-                    lang_rows.append((dataset, language_table(res.parent, read_kaldi_map(lang_file))))
+                    units = read_kaldi_map(d / "lang2unit") if (d / "lang2unit").exists() else None
+                    rows = language_table(res.parent, read_kaldi_map(lang_file), units,
+                                          {"wer": "word", "cer": "char"}[metric])
+                    if rows:
+                        lang_rows.append((dataset, rows))
             out.append("")
             if metric == "wer":  # speed is per decode, not per metric: show it once
                 out += decode_info_table(mode, [(ds, d) for (m, ds), d in decodes if m == mode])

@@ -39,6 +39,9 @@ done < "$langs_file"
 
 for split in train dev test; do
   combine_data.sh data/$split ${parts[$split]}
+  # the scoring unit of each language (conf/langs' last column): results show WER for
+  # languages written with spaces and CER for the others
+  grep -v '^#' "$langs_file" | awk 'NF >= 4 {print $1, $4}' | sort > data/$split/lang2unit
 done
 if [ -n "$text_dirs" ]; then
   mkdir -p data/text_only
