@@ -11,7 +11,7 @@ from toolkit.train.dataset import PairedDataset, TextDataset, language_balanced_
 from toolkit.utils.kaldi_map import read_kaldi_map, write_kaldi_map
 from toolkit.features.specaug import SpecAugment
 from toolkit.text.seqstore import SeqStore
-from toolkit.train.synthetic import write_paired_set, write_seqstore, write_text_set
+from synthetic_data import write_paired_set, write_seqstore, write_text_set
 from toolkit.utils.fileio import InputError
 
 

@@ -13,7 +13,7 @@ from toolkit.train.dataset import PairedDataset, TextDataset
 from toolkit.data.sampler import InterleavedBatchSampler
 from toolkit.train.config import check_and_fill, fill_data_paths
 from toolkit.train.distributed import DistInfo
-from toolkit.train.synthetic import write_lang_dir, write_paired_set, write_text_set
+from synthetic_data import write_lang_dir, write_paired_set, write_text_set
 from toolkit.train.trainer import Trainer
 
 WORLD = 2

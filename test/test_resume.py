@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from toolkit.train import checkpoint as ckpt
-from toolkit.train.synthetic import write_lang_dir, write_paired_set, write_text_set
+from synthetic_data import write_lang_dir, write_paired_set, write_text_set
 from toolkit.utils.config import dump_yaml
 
 TEST_DIR = Path(__file__).resolve().parent

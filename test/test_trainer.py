@@ -19,7 +19,7 @@ from toolkit.bin.train import main as train_main
 from toolkit.train import checkpoint as ckpt
 from toolkit.train.config import check_and_fill, resolve_config
 from toolkit.train.schedule import LRSchedule
-from toolkit.train.synthetic import write_lang_dir, write_paired_set, write_text_set
+from synthetic_data import write_lang_dir, write_paired_set, write_text_set
 from toolkit.utils.config import ConfigError, dump_yaml
 from toolkit.utils.fileio import InputError
 

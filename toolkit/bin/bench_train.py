@@ -30,10 +30,20 @@ import torch
 from toolkit.data.collate import collate_paired
 from toolkit.train.config import RESOURCE_CONF, check_and_fill, fill_model_defaults
 from toolkit.train.distributed import DistInfo
-from toolkit.train.synthetic import random_sequences
 from toolkit.utils.config import load_yaml
-from toolkit.utils.cpu import setup_cpu
 from toolkit.utils.cli import cli
+from toolkit.utils.cpu import setup_cpu
+
+
+NUM_SPECIAL_PHONES = 4  # <pad> <unk> <mask> <wb> (docs/formats.md)
+
+
+def random_sequences(rng: np.random.Generator, n_frames: int, vocab_size: int, num_phones: int):
+    """Phones about one per 8 frames (so n/4 subsampled frames >= phones), tokens fewer."""
+    n_ph = max(1, n_frames // 8)
+    phones = rng.integers(NUM_SPECIAL_PHONES, num_phones, size=n_ph)
+    tokens = rng.integers(2, vocab_size, size=max(1, n_ph // 3))
+    return phones, tokens
 
 
 class _Batches:

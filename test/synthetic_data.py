@@ -1,6 +1,6 @@
 """Synthetic training inputs (random features and sequences) in the real on-disk formats.
 
-For the training benchmark and the trainer's tests: no corpus needed, yet every byte
+A test fixture (the trainer's, dataset's and DDP tests): no corpus needed, yet every byte
 goes through the same readers as real data (kaldiio feats.scp, utt2num_frames, SeqStore,
 Kaldi CMVN stats, tokens.txt / phones.txt).
 """
@@ -11,25 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.utils.kaldi_map import write_kaldi_map
 from toolkit.text.seqstore import SeqStoreWriter
 from toolkit.utils.fileio import atomic_write
+from toolkit.utils.kaldi_map import write_kaldi_map
 
-NUM_SPECIAL_PHONES = 4  # <pad> <unk> <mask> <wb> (docs/formats.md)
+from toolkit.bin.bench_train import NUM_SPECIAL_PHONES, random_sequences  # the benchmark's batches
 
 
 def write_seqstore(out_dir: Path, items: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
     with SeqStoreWriter(out_dir) as w:
         for utt, ph, tk in items:
             w.add(utt, ph, tk)
-
-
-def random_sequences(rng: np.random.Generator, n_frames: int, vocab_size: int, num_phones: int):
-    """Phones about one per 8 frames (so n/4 subsampled frames >= phones), tokens fewer."""
-    n_ph = max(1, n_frames // 8)
-    phones = rng.integers(NUM_SPECIAL_PHONES, num_phones, size=n_ph)
-    tokens = rng.integers(2, vocab_size, size=max(1, n_ph // 3))
-    return phones, tokens
 
 
 def write_paired_set(out_dir: str | os.PathLike, num_utts: int, *, min_frames: int = 50, max_frames: int = 200,
