@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.losses.best_alignment import path_cost
+from conftest import TINY as CONFTEST_TINY
 from toolkit.analysis.consistency import (KINDS, ConsistencyTable, layer_distances, random_path, uniform_path,
                                           write_report)
+from toolkit.losses.best_alignment import path_cost
 
 
 def random_reps(seed=0, layers=("encoder", "shared.1", "shared.2")):
@@ -92,14 +93,8 @@ def test_single_utterance_batch_has_no_mismatched_value():
 
 
 # ---- the CLI on an untrained tiny model (needs the model code) ------------------------------
-TINY = {"chunk_size": 2, "left_chunks": 2,
-        "audio_encoder_conf": {"d_model": 16, "n_layers": 1, "n_heads": 2, "conv_kernel": 3,
-                               "subsampling_channels": 4, "dropout": 0.0},
-        "text_encoder_conf": {"d_model": 16, "n_layers": 1, "n_heads": 2, "conv_kernel": 3, "dropout": 0.0},
-        "shared_encoder_conf": {"d_model": 16, "n_layers": 2, "n_heads": 2, "conv_kernel": 3, "dropout": 0.0},
-        "cascaded_encoder_conf": {"d_model": 16, "n_layers": 1, "n_heads": 2, "conv_kernel": 3, "dropout": 0.0},
-        "predictor": "stateless", "predictor_conf": {"embed_dim": 16, "dropout": 0.0},
-        "joiner_conf": {"joint_dim": 16}}
+# conftest's tiny model with two shared layers (the analysis compares layers)
+TINY = {**CONFTEST_TINY, "shared_encoder_conf": {**CONFTEST_TINY["shared_encoder_conf"], "n_layers": 2}}
 
 
 @pytest.fixture(scope="module")
