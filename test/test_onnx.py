@@ -1,4 +1,6 @@
 """ONNX export: onnxruntime reproduces PyTorch, and sherpa-onnx decodes the streaming transducer."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from toolkit.features.fbank import FbankExtractor
 from conftest import waveform
 
 pytest.importorskip("onnxruntime")
-from toolkit.export.runtime import OnnxTransducer, pad_to_whole_chunks  # noqa: E402
+from toolkit.export.runtime import OnnxTransducer  # noqa: E402
 
 WAVS = [waveform(40 + i, 0.6 + 0.45 * i) for i in range(4)]
 
@@ -77,29 +79,12 @@ def test_encoder_metadata_is_what_sherpa_onnx_conformer_reads(ort, experiment):
     assert decoder["vocab_size"] == str(experiment.sp.get_piece_size()) and decoder["context_size"] == "2"
 
 
-def test_sherpa_onnx_decodes_the_export_as_concord_greedy_streaming(exported, experiment, ort):
+def test_sherpa_onnx_decodes_the_export_as_concord_greedy_streaming(exported, experiment):
     """sherpa-onnx: one token per frame at most, whole chunks only: compare like with like."""
-    sherpa_onnx = pytest.importorskip("sherpa_onnx")
-    recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
-        tokens=str(exported / "tokens.txt"), encoder=str(exported / "encoder.onnx"),
-        decoder=str(exported / "decoder.onnx"), joiner=str(exported / "joiner.onnx"), num_threads=1,
-        snip_edges=True, high_freq=0.0, normalize_samples=False, decoding_method="greedy_search")
-    session = StreamingSession(experiment.model, experiment.cmvn, experiment.sp, max_sym_per_frame=1)
-    emitted = 0
-    for wav in WAVS:
-        wav = pad_to_whole_chunks(wav, ort.T, ort.shift)
-        stream = recognizer.create_stream()
-        stream.accept_waveform(16000, wav)
-        stream.input_finished()
-        while recognizer.is_ready(stream):
-            recognizer.decode_stream(stream)
-        session.reset()
-        session.accept_waveform(wav)
-        concord = session.finalize()
-        assert recognizer.get_result(stream).split() == concord.split()
-        emitted += len(session.token_ids())
-    assert emitted > 0
-
+    pytest.importorskip("sherpa_onnx")
+    from toolkit.export.sherpa_check import compare_with_sherpa
+    res = compare_with_sherpa(experiment, exported, [(f"w{i}", w) for i, w in enumerate(WAVS)])
+    assert res.identical == res.total == len(WAVS) and res.words > 0, res.examples
 
 def test_lstm_predictor_exports_for_onnxruntime_only(experiment, tmp_path):
     from toolkit.models.experiment import Experiment
@@ -120,3 +105,12 @@ def test_lstm_predictor_exports_for_onnxruntime_only(experiment, tmp_path):
     session.accept_waveform(WAVS[2])
     session.finalize()
     assert session.token_ids() and ort.greedy_streaming(FbankExtractor().compute(WAVS[2]))[0] == session.token_ids()
+
+
+def test_export_cli_checks_itself_against_sherpa_onnx_on_a_data_dir(tiny_recipe, tmp_path, capsys):
+    pytest.importorskip("sherpa_onnx")
+    rc = export_cli.main([str(tiny_recipe["exp"]), str(tmp_path / "onnx"), "--check-data", str(tiny_recipe["data"]),
+                          "--check-num", "4"])
+    out = capsys.readouterr().out
+    m = re.search(r"sherpa-onnx = Concord greedy streaming on 4/4 utterances \((\d+) words\)", out)
+    assert rc == 0 and m and int(m.group(1)) > 0

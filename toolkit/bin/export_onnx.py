@@ -18,6 +18,11 @@ encoders: feed raw Kaldi fbank as toolkit.features.fbank computes it. With sherp
 sherpa-onnx emits at most one token per encoder frame and decodes only complete chunks:
 add tail padding (e.g. 0.5 s of silence) before input_finished(), as its examples do.
 A model with an LSTM predictor exports for onnxruntime only (toolkit.export.runtime).
+
+Check the export with the real runtime (sherpa-onnx) on a data dir's first N utterances:
+    concord-export-onnx egs/mini/exp/train exp/train/onnx --check-data egs/mini/data/test_clean --check-num 200
+It prints sherpa-onnx's text next to Concord's greedy streaming text (one token per frame,
+whole chunks) and exits 1 if any utterance differs.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="experiment dir (exp/<tag>) or packed model")
     p.add_argument("out", help="output directory")
+    p.add_argument("--check-data", help="data dir (wav.scp): decode it with sherpa-onnx and with Concord, compare")
+    p.add_argument("--check-num", type=int, default=100, help="utterances of --check-data to compare")
     return p
 
 
@@ -39,9 +46,20 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     from toolkit.decode.transcriber import load_model
     from toolkit.export.onnx import export_onnx
-    paths = export_onnx(load_model(args.model), args.out)
+    experiment = load_model(args.model)
+    paths = export_onnx(experiment, args.out)
     for name, path in paths.items():
         print(f"{name}\t{path}")
+    if args.check_data:
+        from toolkit.decode.runner import load_audio, read_references
+        from toolkit.export.sherpa_check import compare_with_sherpa
+        ids = list(read_references(args.check_data))[:args.check_num]
+        res = compare_with_sherpa(experiment, args.out, load_audio(args.check_data, ids))
+        for uttid, sherpa, concord in res.examples:
+            print(f"{uttid}\n  sherpa-onnx: {sherpa}\n  concord:     {concord}")
+        print(f"sherpa-onnx = Concord greedy streaming on {res.identical}/{res.total} utterances "
+              f"({res.words} words)" + (f"; differ: {' '.join(res.differing[:10])}" if res.differing else ""))
+        return 0 if res.identical == res.total else 1
     return 0
 
 
