@@ -124,10 +124,12 @@ def _comparisons(grid, by_cond, decodes):
              "Intervals are 95 %: *utterances* is Bisani and Ney's bootstrap over test utterances "
              "(test-set noise only); *seeds+utterances* also resamples each side's seeds (training noise "
              "too; the headline). p(sign flip) is the matched-pairs permutation test over utterances. "
-             "'detectable' is the difference 80 % power finds with these seeds, from the pooled seed sd.", "",
+             "'detectable' is the difference 80 % power finds with these seeds, from the pooled seed sd. "
+             "*paired by seed*: seed k of both conditions has the same initialisation and batch order, so "
+             "the per-seed differences are paired; their mean and 95 % t interval.", "",
              "| condition vs baseline | decode | seeds | Δ | utterances 95 % | P(Δ<0) | seeds+utterances 95 % "
-             "| p (sign flip) | seed sd | detectable |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| paired by seed 95 % | p (sign flip) | seed sd | detectable |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for x, y in grid.get("comparisons", []):
         if x not in by_cond or y not in by_cond:
             continue
@@ -140,8 +142,10 @@ def _comparisons(grid, by_cond, decodes):
             sd = math.sqrt(sum(s * s for s in sds) / len(sds)) if sds else None
             n = min(len(by_cond[x]), len(by_cond[y]))
             two = f"[{cmp_.two_level_ci[0]:+.2f}, {cmp_.two_level_ci[1]:+.2f}]" if cmp_.two_level_ci else "-"
+            sp = cmp_.seed_paired
+            paired = f"{sp[0]:+.2f} [{sp[1]:+.2f}, {sp[2]:+.2f}] (n={sp[3]})" if sp else "-"
             lines.append(f"| {x} vs {y} | {d} | {len(by_cond[x])}/{len(by_cond[y])} | {cmp_.delta:+.2f} | "
-                         f"[{cmp_.utt_ci[0]:+.2f}, {cmp_.utt_ci[1]:+.2f}] | {cmp_.p_improve:.2f} | {two} | "
+                         f"[{cmp_.utt_ci[0]:+.2f}, {cmp_.utt_ci[1]:+.2f}] | {cmp_.p_improve:.2f} | {two} | {paired} | "
                          f"{cmp_.sign_flip_p:.3f} | {_fmt(sd)} | "
                          f"{_fmt(detectable_difference(sd, n) if sd is not None else None)} |")
     return lines + [""]

@@ -12,6 +12,9 @@ utterances that every cell decoded.
   covers training noise (seed variance) as well as the test sample. The headline interval.
 - :func:`sign_flip_test`: matched-pairs permutation test of the per-utterance differences
   (two-sided p-value), the randomisation analogue of sclite's MAPSSWE.
+- :func:`seed_paired_interval`: seed k of both conditions starts from the same
+  initialisation and sees the same batches (the seed fixes both), so the per-seed WER
+  differences are paired (common random numbers): their mean with a t interval.
 - :func:`detectable_difference`: the smallest difference of means that n seeds per side
   detect with 80 % power at alpha 0.05 (two-sided, normal approximation), given the seed sd.
 """
@@ -32,6 +35,7 @@ class Comparison:
     sign_flip_p: float
     seed_delta_sd: float | None   # standard error of the difference of seed means (Welch), None if n < 2
     utterances: int
+    seed_paired: tuple[float, float, float, int] | None = None   # (mean, lo, hi, seeds) of per-seed deltas
 
 
 def error_matrix(cells: list[dict], decode: str, utts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +81,19 @@ def sign_flip_test(d: np.ndarray, n_perm: int = 10000, seed: int = 0) -> float:
     return (hits + 1) / (n_perm + 1)
 
 
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)  # t_{0.975}, df 1..10
+
+
+def seed_paired_interval(deltas: list[float]) -> tuple[float, float, float, int] | None:
+    """Mean of per-seed differences and its 95 % t interval; None with fewer than 2 seeds."""
+    n = len(deltas)
+    if n < 2:
+        return None
+    mean = float(np.mean(deltas))
+    half = (T_975[n - 2] if n - 1 <= len(T_975) else 1.96) * float(np.std(deltas, ddof=1)) / math.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
 def detectable_difference(sd: float, n_per_side: int) -> float:
     """(z_0.975 + z_0.8) * sd * sqrt(2 / n): the difference 80 % power finds at alpha 0.05."""
     return (1.959964 + 0.841621) * sd * math.sqrt(2.0 / n_per_side)
@@ -95,4 +112,8 @@ def compare(x_cells: list[dict], y_cells: list[dict], decode: str) -> Comparison
     wy = 100.0 * ey.sum(1) / words.sum()
     se = (math.sqrt(wx.var(ddof=1) / len(wx) + wy.var(ddof=1) / len(wy))
           if len(wx) > 1 and len(wy) > 1 else None)
-    return Comparison(delta, utt_ci, p_improve, two, sign_flip_test(ex.mean(0) - ey.mean(0)), se, len(utts))
+    common = sorted({c["seed"] for c in x_cells} & {c["seed"] for c in y_cells})
+    wer_of = {(id(cells), c["seed"]): 100.0 * e.sum() / words.sum()
+              for cells, errs in ((x_cells, ex), (y_cells, ey)) for c, e in zip(cells, errs)}
+    paired = seed_paired_interval([wer_of[(id(x_cells), k)] - wer_of[(id(y_cells), k)] for k in common])
+    return Comparison(delta, utt_ci, p_improve, two, sign_flip_test(ex.mean(0) - ey.mean(0)), se, len(utts), paired)
