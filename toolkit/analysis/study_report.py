@@ -224,7 +224,12 @@ def _claims(by_cond, decodes):
                 continue
             cmp_ = compare(by_cond[x], by_cond[y], d)
             ci = cmp_.two_level_ci or cmp_.utt_ci
-            parts.append(f"{d}: Δ {cmp_.delta:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] {_verdict(cmp_, kind)}")
+            part = f"{d}: Δ {cmp_.delta:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] {_verdict(cmp_, kind)}"
+            sp = cmp_.seed_paired
+            if sp and sp[3] >= 3:  # the paired design's own reading, said beside the unpaired one
+                where = "below" if sp[2] < 0 else "above" if sp[1] > 0 else "around"
+                part += f"; paired by seed {sp[0]:+.2f} [{sp[1]:+.2f}, {sp[2]:+.2f}] ({sp[3]} seeds, {where} zero)"
+            parts.append(part)
         lines.append(f"- *{claim}* ({x} vs {y}, {len(by_cond[x])}/{len(by_cond[y])} seeds): " + "; ".join(parts) + ".")
     lines += ["", "Claims this grid cannot test at this scale: the multilingual gain (the multilingual grid "
               "has not run) and anything about 960 h of LibriSpeech.", ""]
