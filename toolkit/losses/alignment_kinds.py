@@ -113,8 +113,8 @@ def soft_alignment_loss(speech: torch.Tensor, speech_lens: torch.Tensor, text: t
     R(i, j) = c(i, j) + softmin_gamma(R(i-1, j), R(i-1, j-1)); loss = R(n_b, m_b), normalised.
     As gamma -> 0 it tends to the best alignment's cost. Costs are float32 and differentiable
     (O(n m d) backward: this is the expensive kind). Examples with n_b < m_b have no such
-    alignment and give +inf (never happens for speech at 4x subsampling against phonemes
-    in practice; say so loudly rather than skip).
+    alignment and give a loss of about 1e30, which the non-finite-step guard does not catch
+    (does not happen for speech at 4x subsampling against phonemes in practice).
     """
     if gamma <= 0:
         raise ValueError(f"soft alignment needs gamma > 0, got {gamma}")

@@ -214,7 +214,7 @@ def fill_model_defaults(conf: dict) -> dict:
     if conf.get("model", "joint") not in MODELS.names():
         return conf  # a model the caller builds itself (tests' stand-ins)
     conf = copy.deepcopy(conf)
-    derived = model_keys_of(conf["objective"] if "objective" in conf else check_and_fill({})["objective"])
+    derived = model_keys_of(conf.get("objective", OBJECTIVE_DEFAULTS))
     model_conf = conf.setdefault("model_conf", {}) or {}
     for key, value in derived.items():
         if key in model_conf and model_conf[key] != value:

@@ -97,6 +97,8 @@ class Trainer:
         is the loss (``model(batch)["loss"]``, test stand-ins)."""
         self.conf, self.info, self.exp = conf, info, Path(exp_dir)
         self.objective = objective or (lambda model, batch, step: model(batch))
+        # step-scheduled losses (the pruned transducer's warm-up), found once, told the step per batch
+        self.step_scheduled = [m for m in model.modules() if hasattr(m, "set_step")]
         self.ckpt_dir = self.exp / "checkpoints"
         batching = conf["batching"]
         self.sampler = InterleavedBatchSampler(
@@ -248,9 +250,8 @@ class Trainer:
             progress.position += 1
             micro += 1
             last = micro == accum or progress.position == n_batches
-            for module in self.model.modules():  # step-scheduled losses (the pruned transducer's warm-up)
-                if hasattr(module, "set_step"):
-                    module.set_step(progress.step)
+            for module in self.step_scheduled:
+                module.set_step(progress.step)
             out = self.forward_backward(batch, 1.0 / accum, sync=last)
             finite &= math.isfinite(out["loss"])
             meter.add(meta["kind"], out)
