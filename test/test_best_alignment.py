@@ -136,6 +136,45 @@ def test_gradient_equals_autograd_through_brute_force_best_path(pattern, normali
     torch.testing.assert_close(T2.grad[0].double(), T.grad, rtol=1e-5, atol=1e-6)
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), pattern=st.sampled_from(PATTERNS), layers=st.integers(1, 3),
+       threads=st.sampled_from([1, 2]))
+def test_fused_cpu_backward_equals_autograd_of_the_gathered_pair_distances(seed, pattern, layers, threads):
+    """The CPU backward (one numba pass over the path's rows) against autograd through
+    path_cost's gather/scatter formulation, with random upstream weights, one of them 0,
+    padding of NaN and lengths that vary per example."""
+    from toolkit.losses.best_alignment import path_cost
+    rng = np.random.default_rng(seed)
+    B, n, m, d = int(rng.integers(1, 5)), int(rng.integers(4, 30)), int(rng.integers(1, 10)), int(rng.integers(1, 17))
+    m = min(m, n)
+    nl = torch.from_numpy(rng.integers(max(1, m), n + 1, B))
+    ml = torch.from_numpy(np.minimum(rng.integers(1, m + 1, B), nl.numpy()))
+    a = torch.from_numpy(rng.normal(size=(layers, B, n, d)).astype(np.float32))
+    t = torch.from_numpy(rng.normal(size=(layers, B, m, d)).astype(np.float32))
+    for b in range(B):  # padding may hold anything
+        a[:, b, int(nl[b]):] = float("nan")
+        t[:, b, int(ml[b]):] = float("nan")
+    upstream = torch.from_numpy(rng.normal(size=(layers, B)).astype(np.float32))
+    upstream[0, 0] = 0.0
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        grads = []
+        for how in ("fused", "gathered"):
+            A, T = a.clone().requires_grad_(), t.clone().requires_grad_()
+            loss, path = best_alignment_loss(A, nl, T, ml, pattern=pattern, normalize="none")
+            if how == "gathered":
+                loss = path_cost(A, T, path, identity_frames=pattern == "frames_to_tokens")
+            (loss * upstream).sum().backward()
+            grads.append((A.grad, T.grad))
+    finally:
+        torch.set_num_threads(before)
+    for fused, gathered in zip(*grads):
+        assert torch.isfinite(fused).all()
+        torch.testing.assert_close(fused, gathered, rtol=1e-5, atol=1e-5)
+    assert grads[0][0][0, 0].abs().sum() == 0  # upstream 0: nothing passes
+
+
 def test_frames_off_the_path_get_no_gradient():
     a = torch.randn(1, 9, 4, requires_grad=True)
     t = torch.randn(1, 3, 4, requires_grad=True)
@@ -251,6 +290,24 @@ def test_numba_kernel_equals_torch_reference(pattern):
             assert torch.equal(x, y)
 
 
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_distances_formed_inside_the_numba_dp_equal_the_separate_cost_matrix(pattern):
+    """best_path on dot products + operands (the distances made per example inside the DP)
+    gives bit for bit what the DP gives on alignment_cost_matrix's distances."""
+    from toolkit.losses.best_alignment import _dot_products
+    g = torch.Generator().manual_seed(3)
+    a, t = torch.randn(2, 5, 40, 16, generator=g), torch.randn(2, 5, 12, 16, generator=g)
+    nl, ml = torch.tensor([40, 33, 20, 12, 17] * 2), torch.tensor([12, 9, 12, 12, 1] * 2)
+    separate = best_path(alignment_cost_matrix(a, t).reshape(10, 40, 12), nl, ml, pattern, "numba")
+    dots, a_rows, t_rows = _dot_products(a, t)
+    inside = best_path(dots, nl, ml, pattern, "numba", (a_rows, t_rows))
+    for x, y in zip(separate, inside):
+        assert torch.equal(x, y)
+    torch_inside = best_path(_dot_products(a, t)[0], nl, ml, pattern, "torch", (a_rows, t_rows))
+    for x, y in zip(separate, torch_inside):
+        assert torch.equal(x, y)
+
+
 def test_numba_kernel_threads_follow_torch_and_problem_size(monkeypatch):
     import numba
     if numba.config.NUMBA_NUM_THREADS < 2:
@@ -284,7 +341,7 @@ _CACHED_KERNEL_CALL = {
                        "P, n, m = 4, 30, 10\n"
                        "args = (np.random.rand(P, n, m).astype(np.float32), np.full(P, n), np.full(P, m), 0,\n"
                        "        np.zeros((P, n), np.int64), np.zeros((P, n), np.int64), np.zeros(P, np.int64),\n"
-                       "        np.zeros(P, np.float32))\n"),
+                       "        np.zeros(P, np.float32), np.empty((0, 0, 0), np.float32), np.empty((0, 0, 0), np.float32))\n"),
     "transducer": ("toolkit.losses.transducer", "_forward_backward_{}",
                    "B, T, U = 4, 6, 3\n"
                    "bl, ll = -np.random.rand(B, T, U + 1), -np.random.rand(B, T, U)\n"

@@ -143,21 +143,20 @@ def _in_fresh_process(args, method, spec):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _fmt(shape, rows, device, threads):
+def _header(shape, device, threads):
     B, T, U, V, J = shape
-    lines = [f"B={B} T={T} U={U} V={V} J={J} ({device}, {threads} threads)",
-             f"  {'method':<12}{'fwd+bwd ms':>12}{'median ms':>12}{'peak MiB':>11}{'time / pruned':>15}"
-             f"{'memory / pruned':>17}"]
-    ref = rows.get("pruned", {})
-    for name, r in rows.items():
-        if "error" in r:
-            lines.append(f"  {name:<12} failed: {r['error']}")
-            continue
-        ratio_t = r["seconds"] / ref["seconds"] if "seconds" in ref else float("nan")
-        ratio_m = r["peak_bytes"] / max(ref.get("peak_bytes", 0), 1) if "peak_bytes" in ref else float("nan")
-        lines.append(f"  {name:<12}{r['seconds'] * 1e3:12.1f}{r['median_seconds'] * 1e3:12.1f}"
-                     f"{r['peak_bytes'] / 2 ** 20:11.1f}{ratio_t:14.2f}x{ratio_m:16.2f}x")
-    return "\n".join(lines)
+    return (f"B={B} T={T} U={U} V={V} J={J} ({device}, {threads} threads)\n"
+            f"  {'method':<12}{'fwd+bwd ms':>12}{'median ms':>12}{'peak MiB':>11}{'time / pruned':>15}"
+            f"{'memory / pruned':>17}")
+
+
+def _row(name, r, ref):
+    if "error" in r:
+        return f"  {name:<12} failed: {r['error']}"
+    ratio_t = r["seconds"] / ref["seconds"] if "seconds" in ref else float("nan")
+    ratio_m = r["peak_bytes"] / max(ref.get("peak_bytes", 0), 1) if "peak_bytes" in ref else float("nan")
+    return (f"  {name:<12}{r['seconds'] * 1e3:12.1f}{r['median_seconds'] * 1e3:12.1f}"
+            f"{r['peak_bytes'] / 2 ** 20:11.1f}{ratio_t:14.2f}x{ratio_m:16.2f}x")
 
 
 def _parse_shape(spec):
@@ -191,9 +190,15 @@ def main(argv=None):
                                     args.max_lattice_elems, args.prune_range)))
         return 0
     results = []
+    # pruned first (the ratios' reference); each row is printed when its method is done, so
+    # a paper-scale run that is stopped early still shows what it measured
+    order = sorted(args.methods, key=lambda m: m != "pruned")
     for spec, shape in zip(args.shapes, shapes):
-        rows = {m: _in_fresh_process(args, m, ",".join(map(str, shape))) for m in args.methods}
-        print(_fmt(shape, rows, args.device, args.threads), flush=True)
+        print(_header(shape, args.device, args.threads), flush=True)
+        rows = {}
+        for m in order:
+            rows[m] = _in_fresh_process(args, m, ",".join(map(str, shape)))
+            print(_row(m, rows[m], rows.get("pruned", {})), flush=True)
         results.append({"shape": dict(zip("BTUVJ", shape)), "device": args.device, "threads": args.threads,
                         "max_lattice_elems": args.max_lattice_elems, "prune_range": args.prune_range,
                         "methods": rows})

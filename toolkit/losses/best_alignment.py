@@ -8,10 +8,12 @@ Usage (on its own, on two tensors)::
     # loss (B,) or (L, B) float32; path.frames / path.tokens (.., K) index pairs
 
 The squared-distance cost matrix is built under ``no_grad`` in float32 (one plain GEMM
-a.t, the norms added in one pass over it) and only feeds the DP; the best path is treated
-as a constant (pass-through gradient). The loss value is the DP's optimum, which already
-is the path's summed cost; backward forms the gradient on the path's (frame, token) pairs
-alone, so it costs O(K d) per example instead of O(n m d), and forward gathers nothing.
+a.t; on the CPU the norms are added example by example inside the DP kernel, while the
+example's block is in cache) and only feeds the DP; the best path is treated as a
+constant (pass-through gradient). The loss value is the DP's optimum, which already is
+the path's summed cost; backward forms the gradient on the path's (frame, token) pairs
+alone, so it costs O(K d) per example instead of O(n m d) (on the CPU in one numba pass
+over the path's rows), and forward gathers nothing.
 
 Non-finite values (one policy, every backend): a NaN or inf in an example's valid speech
 or text rows (or a cost that overflows) gives that example a NaN ``dp_cost`` and a NaN
@@ -60,22 +62,33 @@ def alignment_cost_matrix(speech: torch.Tensor, text: torch.Tensor) -> torch.Ten
     speech (..., n, d), text (..., m, d) -> (..., n, m). Half-precision inputs are cast
     to float32 first so large magnitudes do not overflow; autocast is switched off here.
     """
-    # autocast would run the matmul in fp16/bf16: the DP needs float32 costs
-    with torch.no_grad(), torch.autocast(speech.device.type, enabled=False):
-        a = speech.detach().float()
-        t = text.detach().float()
-        n, m, d = a.shape[-2], t.shape[-2], a.shape[-1]
-        a, t = a.reshape(-1, n, d), t.reshape(-1, m, d)  # (P, n, d), (P, m, d)
-        # a plain GEMM, then the norms in one pass over its output: a baddbmm taking the
-        # broadcast |t|^2 as its input ran at half the plain GEMM's speed on the CPU
-        cost = torch.bmm(a, t.transpose(1, 2))  # (P, n, m): a.t
-        if cost.device.type == "cpu":
+    return _distances_from_dots(*_dot_products(speech, text)).reshape(*speech.shape[:-1], text.shape[-2])
+
+
+def _distances_from_dots(dots, a, t):
+    """In place: dots (P, n, m) = a.t^T -> max(|t_j|^2 - 2 a_i.t_j + |a_i|^2, 0); returns it."""
+    with torch.no_grad():
+        if dots.device.type == "cpu":
             from toolkit.losses.best_alignment_numba import squared_distances_from_dots
-            squared_distances_from_dots(cost, a, t)
+            squared_distances_from_dots(dots, a, t)
         else:  # |t|^2 - 2 a.t + |a|^2, in baddbmm's order
             a2, t2 = torch.linalg.vecdot(a, a), torch.linalg.vecdot(t, t)  # (P, n), (P, m)
-            cost.mul_(-2.0).add_(t2[:, None, :]).add_(a2[:, :, None]).clamp_(min=0.0)
-        return cost.reshape(*speech.shape[:-1], m)
+            dots.mul_(-2.0).add_(t2[:, None, :]).add_(a2[:, :, None]).clamp_(min=0.0)
+    return dots
+
+
+def _dot_products(speech, text):
+    """(a.t^T (P, n, m), a (P, n, d), t (P, m, d)), float32 without gradient: one plain GEMM.
+
+    The norms are added to it afterwards in one pass (a baddbmm taking the broadcast |t|^2
+    as its input ran at half the plain GEMM's speed on the CPU), or by the CPU DP kernel
+    example by example while the block is in cache."""
+    # autocast would run the matmul in fp16/bf16: the DP needs float32 costs
+    with torch.no_grad(), torch.autocast(speech.device.type, enabled=False):
+        n, m, d = speech.shape[-2], text.shape[-2], speech.shape[-1]
+        a = speech.detach().float().reshape(-1, n, d)  # (P, n, d)
+        t = text.detach().float().reshape(-1, m, d)  # (P, m, d)
+        return torch.bmm(a, t.transpose(1, 2)), a, t
 
 
 def _check_lengths(speech, speech_lens, text, text_lens, pattern, fallback, names):
@@ -120,8 +133,12 @@ def _pick_backend(backend, device):
     return "numba"
 
 
-def best_path(cost, n_lens, m_lens, pattern="frames_to_tokens", backend="auto"):
+def best_path(cost, n_lens, m_lens, pattern="frames_to_tokens", backend="auto", operands=None):
     """Run the DP + backtrace on a float32 cost (P, N, M); lengths (P,) int64.
+
+    operands (a (P, N, d), t (P, M, d)): ``cost`` holds the dot products a.t^T (it is
+    overwritten with the squared distances); the numba backend forms them per example
+    inside its DP, the others first.
 
     Returns ``(frames, tokens, lengths, dp_cost)`` as in :class:`AlignmentPath`, on
     ``cost.device``. backend: "numba" (CPU), "cuda", "torch" (reference) or "auto".
@@ -130,6 +147,9 @@ def best_path(cost, n_lens, m_lens, pattern="frames_to_tokens", backend="auto"):
     if pattern not in PATTERNS:
         raise ValueError(f"unknown pattern {pattern!r}; choose from {PATTERNS}")
     chosen = _pick_backend(backend, cost.device)
+    if operands is not None and chosen != "numba":
+        cost = _distances_from_dots(cost, *operands)
+        operands = None
     if chosen == "cuda" and backend == "auto":
         try:  # a driver without NVVM/cudart compiles nothing: keep training on the torch DP
             return best_path(cost, n_lens, m_lens, pattern, "cuda")
@@ -140,7 +160,7 @@ def best_path(cost, n_lens, m_lens, pattern="frames_to_tokens", backend="auto"):
     backend = chosen
     if backend == "numba":
         from toolkit.losses import best_alignment_numba
-        out = best_alignment_numba.best_path_numba(cost, n_lens, m_lens, pattern)
+        out = best_alignment_numba.best_path_numba(cost, n_lens, m_lens, pattern, operands)
     elif backend == "cuda":
         from toolkit.losses import best_alignment_cuda
         out = best_alignment_cuda.best_path_cuda(cost, n_lens, m_lens, pattern)
@@ -169,18 +189,20 @@ def best_alignment(speech, speech_lens, text, text_lens, pattern="frames_to_toke
     speech_lens, text_lens = speech_lens.long().cpu(), text_lens.long().cpu()
     use_dtw = _check_lengths(speech, speech_lens, text, text_lens, pattern, fallback, names)
     lead = speech.shape[:-2]  # (B,) or (L, B)
-    cost = alignment_cost_matrix(speech, text).reshape(-1, speech.shape[-2], text.shape[-2])  # (P, N, M)
+    # (P, N, M) dot products; every backend's best_path makes them squared distances (the
+    # numba one example by example inside its DP, while the example's block is in cache)
+    cost, a_rows, t_rows = _dot_products(speech, text)
     L = speech.shape[0] if speech.dim() == 4 else 1
     n_lens = speech_lens.repeat(L).to(cost.device)  # (P,), layer-major like cost
     m_lens = text_lens.repeat(L).to(cost.device)
     sel = use_dtw.repeat(L).to(cost.device)
     if not bool(sel.any()):
-        out = best_path(cost, n_lens, m_lens, pattern, backend)
+        out = best_path(cost, n_lens, m_lens, pattern, backend, (a_rows, t_rows))
     else:
         keep = (~sel).nonzero()[:, 0]
         swap = sel.nonzero()[:, 0]
-        a = best_path(cost[keep], n_lens[keep], m_lens[keep], pattern, backend)
-        b = best_path(cost[swap], n_lens[swap], m_lens[swap], "dtw", backend)
+        a = best_path(cost[keep], n_lens[keep], m_lens[keep], pattern, backend, (a_rows[keep], t_rows[keep]))
+        b = best_path(cost[swap], n_lens[swap], m_lens[swap], "dtw", backend, (a_rows[swap], t_rows[swap]))
         order = torch.argsort(torch.cat([keep, swap]))
         out = tuple(_pad_cat(x, y, -1)[order] if x.dim() == 2 else torch.cat([x, y])[order]
                     for x, y in zip(a, b))
@@ -244,6 +266,10 @@ class _DPPathCost(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         a, t, f, g, weight = ctx.saved_tensors
+        if a.device.type == "cpu":  # one fused pass over the path's rows
+            from toolkit.losses.best_alignment_numba import path_pair_grads
+            grad_a, grad_t = path_pair_grads(a, t, f, g, weight, grad * 2.0)
+            return grad_a, grad_t, None, None, None, None
         diff = t.index_select(0, g)  # (Q, d)
         diff.sub_(a if f is None else a.index_select(0, f))  # t_g - a_f
         per_pair = (grad[:, None] * weight.view(grad.shape[0], -1)).reshape(-1, 1)  # (Q, 1)

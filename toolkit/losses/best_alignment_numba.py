@@ -150,7 +150,9 @@ def _dtw_one(c, n, m, frames, tokens):
 
 
 @njit(cache=True, nogil=True)
-def _solve(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, p):
+def _solve(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, a, t, p):
+    if a.shape[0]:  # cost holds a.t: make this example's squared distances while it is in cache
+        _squared_distances_one(cost, a, t, p)
     n, m = n_lens[p], m_lens[p]
     if kind == 0:
         dp[p] = _frames_to_tokens_one(cost[p], n, m, frames[p], tokens[p])
@@ -166,28 +168,43 @@ def _solve(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, p):
 # name and source line, not by its flags, so njit(parallel=True) and njit() of the same
 # function shared one cache entry and the "parallel" build could be the serial one.
 @njit(parallel=True, cache=True)
-def _batch_parallel(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp):
+def _batch_parallel(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, a, t):
     for p in prange(cost.shape[0]):
-        _solve(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, p)
+        _solve(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, a, t, p)
 
 
 # A one-thread call runs the serial build: a parallel region would wake numba's thread pool
 # for nothing (under the omp layer, which a user may still choose, that pool's idle threads
 # spun beside torch's; two training processes on two cores fell from 1.5 to 0.1 steps/s).
 @njit(cache=True)
-def _batch_serial(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp):
+def _batch_serial(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, a, t):
     for p in range(cost.shape[0]):
-        _solve(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, p)
+        _solve(cost, n_lens, m_lens, kind, frames, tokens, lengths, dp, a, t, p)
 
 
 MIN_CELLS_PER_THREAD = 1 << 20
 KINDS = {"frames_to_tokens": 0, "tokens_to_frames": 1, "dtw": 2}
 
 
-def best_path_numba(cost: torch.Tensor, n_lens: torch.Tensor, m_lens: torch.Tensor, pattern: str):
-    """cost (P, N, M) float32 CPU (read zero-copy); lengths (P,). Outputs as the reference."""
+def best_path_numba(cost: torch.Tensor, n_lens: torch.Tensor, m_lens: torch.Tensor, pattern: str,
+                    operands: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """cost (P, N, M) float32 CPU (read zero-copy); lengths (P,). Outputs as the reference.
+
+    operands (a (P, N, d), t (P, M, d)) float32: ``cost`` holds the dot products a.t^T and
+    each example's block becomes ||a_i - t_j||^2 in place (as squared_distances_from_dots)
+    just before its DP, while it is still in the core's cache: one trip through memory
+    for the cost matrix instead of three (write distances, read them back for the DP).
+    """
     P, N, M = cost.shape
+    if operands is not None and not (cost.dtype == torch.float32 and cost.is_contiguous()):
+        raise ValueError("best_path_numba: with operands, cost must be the contiguous float32 dot products")
     c = cost.detach().float().contiguous().numpy()
+    if operands is None:
+        a = t = np.empty((0, 0, 0), np.float32)
+    else:
+        a, t = (x.detach().float().contiguous().numpy() for x in operands)
+        if a.shape[:2] != (P, N) or t.shape[:2] != (P, M):
+            raise ValueError(f"best_path_numba: operands {a.shape}, {t.shape} do not match cost {tuple(cost.shape)}")
     nl = n_lens.long().contiguous().numpy()
     ml = m_lens.long().contiguous().numpy()
     K = {"frames_to_tokens": N, "tokens_to_frames": M, "dtw": N + M - 1}[pattern]
@@ -195,17 +212,9 @@ def best_path_numba(cost: torch.Tensor, n_lens: torch.Tensor, m_lens: torch.Tens
     tokens = np.full((P, K), -1, np.int64)
     lengths = np.zeros(P, np.int64)
     dp = np.zeros(P, np.float32)
-    before = numba.get_num_threads()
     # small problems stay on one thread: waking a pool costs more than it saves on a busy machine
-    wanted = min(before, torch.get_num_threads(), max(1, int(nl @ ml) // MIN_CELLS_PER_THREAD))
-    if wanted <= 1:
-        _batch_serial(c, nl, ml, KINDS[pattern], frames, tokens, lengths, dp)
-    else:
-        numba.set_num_threads(wanted)
-        try:
-            _batch_parallel(c, nl, ml, KINDS[pattern], frames, tokens, lengths, dp)
-        finally:
-            numba.set_num_threads(before)
+    _run(_batch_serial, _batch_parallel, (c, nl, ml, KINDS[pattern], frames, tokens, lengths, dp, a, t),
+         int(nl @ ml) // MIN_CELLS_PER_THREAD)
     return (torch.from_numpy(frames), torch.from_numpy(tokens),
             torch.from_numpy(lengths), torch.from_numpy(dp))
 
@@ -254,13 +263,77 @@ def squared_distances_from_dots(dots: torch.Tensor, a: torch.Tensor, t: torch.Te
     min(numba, torch) threads, instead of a broadcast copy, a GEMM with beta = 1 and passes
     of elementwise ops (they doubled a plain GEMM's time)."""
     args = (dots.numpy(), a.contiguous().numpy(), t.contiguous().numpy())
-    threads = min(numba.get_num_threads(), torch.get_num_threads(), max(1, dots.shape[0]))
+    _run(_squared_distances_serial, _squared_distances_parallel, args, dots.shape[0])
+
+
+def _run(serial, parallel, args, wanted: int) -> None:
+    """The serial build on one thread, else the parallel one on min(numba's, torch's,
+    ``wanted``) threads, numba's own setting restored after."""
+    threads = min(numba.get_num_threads(), torch.get_num_threads(), max(1, wanted))
     if threads <= 1:
-        _squared_distances_serial(*args)
+        serial(*args)
         return
     before = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        _squared_distances_parallel(*args)
+        parallel(*args)
     finally:
         numba.set_num_threads(before)
+
+
+# --- the loss's backward on the path pairs -----------------------------------------------------
+@njit(cache=True, nogil=True, fastmath=False)
+def _pair_grads_one(a, t, f, g, weight, scale, n, m, K, grad_a, grad_t, p):
+    """Rows of pair p: zero them, then for each path pair q = p K + k with weight 1,
+    grad_a[f_q] += scale_p (a_f - t_g), grad_t[g_q] -= the same. A path only uses its own
+    example's rows, so pairs of different p never write the same row."""
+    grad_a[p * n:(p + 1) * n] = 0.0
+    grad_t[p * m:(p + 1) * m] = 0.0
+    s = scale[p]
+    if s == 0.0:  # no gradient asked for: nothing passes, not even a NaN row's
+        return
+    d = a.shape[1]
+    for k in range(K):
+        q = p * K + k
+        if weight[q] == 0.0:
+            continue
+        i = p * n + k if f.shape[0] == 0 else f[q]
+        j = g[q]
+        ai, tj, gai, gtj = a[i], t[j], grad_a[i], grad_t[j]
+        for e in range(d):
+            v = s * (ai[e] - tj[e])
+            gai[e] += v
+            gtj[e] -= v
+
+
+@njit(parallel=True, cache=True)
+def _pair_grads_parallel(a, t, f, g, weight, scale, n, m, K, grad_a, grad_t):
+    for p in prange(scale.shape[0]):
+        _pair_grads_one(a, t, f, g, weight, scale, n, m, K, grad_a, grad_t, p)
+
+
+@njit(cache=True)
+def _pair_grads_serial(a, t, f, g, weight, scale, n, m, K, grad_a, grad_t):
+    for p in range(scale.shape[0]):
+        _pair_grads_one(a, t, f, g, weight, scale, n, m, K, grad_a, grad_t, p)
+
+
+def path_pair_grads(a: torch.Tensor, t: torch.Tensor, f: torch.Tensor | None, g: torch.Tensor,
+                    weight: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of sum_p scale_p / 2 sum_{q in p's path} ||a_{f_q} - t_{g_q}||^2, on the CPU.
+
+    a (P n, d), t (P m, d) float32 rows of P examples; f (P K,) rows of a or None (the
+    frames 0..K-1 of each example, K == n), g (P K,) rows of t, weight (P K,) 1 on the
+    path, 0 on padding; scale (P,) = 2 x the loss's upstream gradient. One pass over the
+    path's rows, in place of a gather, a subtraction, two elementwise passes and two
+    scatters over a (P K, d) temporary (each a trip through memory).
+    """
+    P = scale.shape[0]
+    n, m, K = a.shape[0] // P, t.shape[0] // P, g.shape[0] // P
+    grad_a, grad_t = torch.empty_like(a), torch.empty_like(t)
+    args = (a.contiguous().numpy(), t.contiguous().numpy(),
+            np.empty(0, np.int64) if f is None else f.contiguous().numpy(), g.contiguous().numpy(),
+            weight.float().contiguous().numpy(), scale.float().contiguous().numpy(), n, m, K,
+            grad_a.numpy(), grad_t.numpy())
+    _run(_pair_grads_serial, _pair_grads_parallel, args, min(P, a.numel() // MIN_CELLS_PER_THREAD))
+    return grad_a, grad_t
