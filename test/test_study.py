@@ -187,3 +187,21 @@ def test_archived_cells_regenerate_the_report_and_are_not_run_again(tmp_path, fa
     after = write_study_report(study.load_grid(grid), study.finished_cells(fake_recipe), tmp_path / "b.md")
     assert after.read_text() == before.read_text().replace("a_wer.png", "b_wer.png")
     assert [(r["condition"], r["seed"]) for r in study.run_grid(grid, fake_recipe)] == [("W", 1)]
+
+
+def test_a_cell_archived_on_newer_code_keeps_the_older_one(tmp_path, fake_recipe):
+    """Cells are archived per code version: rerunning C on new code must not overwrite the
+    archived C of the older code (the older study's report is made from it)."""
+    grid = write_grid(tmp_path)
+    study.run_grid(grid, fake_recipe, only=["C"])
+    old = study.archive_cells(fake_recipe)
+    cell_json = next((fake_recipe / "exp" / "study").glob("C/seed*/cell.json"))
+    rec = json.loads(cell_json.read_text())
+    rec["versions"]["code"]["code"] = "newercode000"
+    rec["wall_s_last_run"] = 12345.0
+    cell_json.write_text(json.dumps(rec))
+    new = study.archive_cells(fake_recipe)
+    assert len(set(old) | set(new)) == len(old) + 1  # one more folder: the newer C/seed1
+    archived = [c for c in study.archived_cells(fake_recipe) if (c["condition"], c["seed"]) == ("C", rec["seed"])]
+    assert sorted(c["versions"]["code"]["code"] == "newercode000" for c in archived) == [False, True]
+    assert sorted(c["wall_s_last_run"] == 12345.0 for c in archived) == [False, True]

@@ -234,17 +234,20 @@ def run_grid(grid_path: str | os.PathLike, recipe: Path, only: list[str] | None 
 
 
 # finished cells' small result files, committed with the recipe so a clean clone can
-# regenerate the report and a later session can continue the grid (exp/ is not committed)
+# regenerate the report and a later session can continue the grid (exp/ is not committed);
+# one folder per code version, so a cell rerun on newer code never overwrites the older one
 ARCHIVE = "study/cells"
 ARCHIVED_FILES = ("cell.json", "config.yaml", "RESULTS.md", "train.log", "run.sh")
 
 
 def archive_cells(recipe: Path) -> list[Path]:
-    """Copy every finished cell's small files to <recipe>/study/cells/<condition>/seed<k>/."""
+    """Copy every finished cell's small files to <recipe>/study/cells/<code>/<condition>/seed<k>/
+    (<code>: the cell's code hash, with its uncommitted-change hash if any)."""
     copied = []
     for cell_json in sorted((recipe / "exp" / "study").glob("*/seed*/cell.json")):
         src = cell_json.parent
-        dest = recipe / ARCHIVE / src.parent.name / src.name
+        code = json.loads(cell_json.read_text())["versions"]["code"]
+        dest = recipe / ARCHIVE / (code["code"] + (f"+{code['dirty']}" if code["dirty"] else "")) / src.parent.name / src.name
         dest.mkdir(parents=True, exist_ok=True)
         for name in ARCHIVED_FILES:
             if (src / name).exists():
@@ -257,7 +260,7 @@ def archive_cells(recipe: Path) -> list[Path]:
 
 
 def archived_cells(recipe: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((recipe / ARCHIVE).glob("*/seed*/cell.json"))]
+    return [json.loads(p.read_text()) for p in sorted((recipe / ARCHIVE).glob("*/*/seed*/cell.json"))]
 
 
 def finished_cells(recipe: Path) -> list[dict]:

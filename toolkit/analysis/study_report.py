@@ -50,6 +50,7 @@ def decode_names(cells: list[dict]) -> list[str]:
 
 def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = "") -> Path:
     out = Path(out)
+    cells = [c for c in cells if c["condition"] in grid["conditions"]]  # this grid's cells only
     if not cells:
         with atomic_write(out) as f:
             f.write("# Study\n\nNo cell has finished yet.\n")
