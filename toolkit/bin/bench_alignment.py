@@ -12,7 +12,8 @@ Per shape (B, n, m, d, L) it times, given the float32 cost matrix (L*B, n, m): o
 three paths cost the same, and prints ratios. The floor is a plain bmm a @ t^T of the same
 shapes (the cost matrix adds the norms to it). For the first shape it also times the whole
 consistency loss, forward alone and forward+backward, and prints forward / (cost matrix +
-DP) and both against the plain bmm of the same run.
+DP) and both against the plain bmm of the same run, and the backward beside the time of
+writing one fresh speech-sized tensor (what handing autograd a dense gradient costs).
 Lengths vary per example (70-100% of n and m). Methods run interleaved, --repeat rounds;
 the table shows the best round (the machine may be shared), --json also the medians.
 """
@@ -149,8 +150,10 @@ def bench_loss(B, n, m, d, L, repeat, device, rng):
     def step():
         forward().backward()
         speech.grad = text.grad = None
-    runs = {"plain_bmm": (lambda: torch.bmm(speech.detach().reshape(-1, n, d),
-                                            text.detach().reshape(-1, m, d).transpose(1, 2)), None),
+    a = speech.detach()
+    runs = {"plain_bmm": (lambda: torch.bmm(a.reshape(-1, n, d), text.detach().reshape(-1, m, d).transpose(1, 2)), None),
+            # what any backward pays to hand autograd a fresh dense gradient of the speech side
+            "grad_write": (lambda: torch.empty_like(a).copy_(a), None),
             "loss_fwd": (forward, None), "loss_fwd_bwd": (step, None)}
     return _time_interleaved(runs, repeat)[0]
 
@@ -178,6 +181,8 @@ def _fmt(res):
                     f"({t['loss_fwd'] / parts:.2f}x cost matrix + DP, {t['loss_fwd'] / floor:.2f}x plain bmm)")
         rows.append(f"  consistency loss forward+backward {t['loss_fwd_bwd'] * 1e3:9.1f} ms   "
                     f"({t['loss_fwd_bwd'] / floor:.2f}x plain bmm {floor * 1e3:.1f} ms, same rounds)")
+        rows.append(f"  backward alone (fwd+bwd - fwd)    {(t['loss_fwd_bwd'] - t['loss_fwd']) * 1e3:9.1f} ms   "
+                    f"(a fresh speech-sized tensor written once: {t['grad_write'] * 1e3:.1f} ms)")
     return "\n".join([head] + rows)
 
 
