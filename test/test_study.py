@@ -205,3 +205,18 @@ def test_a_cell_archived_on_newer_code_keeps_the_older_one(tmp_path, fake_recipe
     archived = [c for c in study.archived_cells(fake_recipe) if (c["condition"], c["seed"]) == ("C", rec["seed"])]
     assert sorted(c["versions"]["code"]["code"] == "newercode000" for c in archived) == [False, True]
     assert sorted(c["wall_s_last_run"] == 12345.0 for c in archived) == [False, True]
+
+
+def test_every_condition_with_a_stage8_analysis_gets_its_per_layer_table(tmp_path, fake_recipe):
+    """Not only B and C: the pruned grid's C_pruned (here W) has its own per-layer table."""
+    grid = write_grid(tmp_path)
+    study.run_grid(grid, fake_recipe)
+    cells = study.finished_cells(fake_recipe)
+    for c in cells:
+        ratio = {"B": 0.9, "C": 0.5, "W": 0.25}[c["condition"]]
+        c["analysis"] = {"test": {"layers": [{"layer": "shared.1", "best": 1.0, "uniform": 2.0,
+                                              "mismatched": 4.0, "matched_ratio": ratio}]}}
+    text = write_study_report(study.load_grid(grid), cells, tmp_path / "r.md").read_text()
+    for name, ratio in (("B", "0.900"), ("C", "0.500"), ("W", "0.250")):
+        table = text.split(f"**{name}** (")[1].split("\n\n")[1]
+        assert f"| shared.1 | 1.00 | 2.00 | 4.00 | {ratio}" in table

@@ -65,7 +65,7 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
     lines += _header(grid, cells, used, command)
     lines += _wer_table(grid, by_cond, order, decodes, out.stem + "_wer.png")
     lines += _comparisons(grid, by_cond, decodes)
-    lines += _layers(by_cond, out)
+    lines += _layers(by_cond, out, order)
     lines += _claims(by_cond, decodes)
     for version, _ in groups[1:]:  # cells of other code/data: compared among themselves only
         other = _by_condition([c for c in cells if version_key(c) == version])
@@ -165,15 +165,13 @@ def _layer_rows(cells: list[dict]) -> dict[str, dict[str, list[float]]]:
     return rows
 
 
-def _layers(by_cond, out: Path):
+def _layers(by_cond, out: Path, order: list[str]):
     lines = ["## Per-layer consistency", "",
              "Mean squared distance between per-frame normalised speech and text representations along "
              "the best alignment, the uniform one and the best alignment to a *mismatched* transcript; "
              "best/mismatched is the per-utterance ratio (1: the layer cannot tell its own transcript "
              "from another's). Mean over seeds (sd over seeds in brackets for the ratio).", ""]
-    for name in ("B", "C"):
-        if name not in by_cond:
-            continue
+    for name in order:  # every condition whose cells carry a stage-8 analysis
         rows = _layer_rows(by_cond[name])
         if not rows:
             continue
