@@ -1,4 +1,5 @@
 """Every recipe's run.sh: --help lists the stages and options; a bad option is an error naming it."""
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -71,3 +72,13 @@ def test_stage_run_before_its_inputs_exist_names_the_file_and_the_stage_that_mak
     assert out.stderr.strip() == (f"asr.sh: error: stage {stage} needs {missing}, which {maker} makes: "
                                   f"run ./run.sh --stage {maker.split()[1]} first")
     assert not (ROOT / "egs" / "mini" / "exp" / "no_such_tag").exists()
+
+
+def test_training_threads_default_to_the_usable_cpus_even_under_path_sh():
+    """path.sh exports OMP_NUM_THREADS=1 for the data tools; a caller that sourced it (the
+    study runner) must still train on every CPU it may use, not on the 1 that nproc reports."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(["./run.sh", "--help"], cwd=ROOT / "egs" / "mini", capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert f"\n  --train-threads {len(os.sched_getaffinity(0))} " in out.stdout

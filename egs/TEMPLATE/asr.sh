@@ -10,11 +10,14 @@
 set -euo pipefail
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
 
+# Defaults (one "name=value  # comment" line each: --help prints them). train_threads counts the
+# usable CPUs without nproc's OMP_NUM_THREADS, which path.sh sets to 1 for the data tools: a
+# caller that had sourced path.sh (local/study.sh) trained every cell on one thread of two.
 stage=1               # first stage to run (0: local/prepare_corpus.sh, where a recipe has one)
 stop_stage=8          # last stage to run
 nj=2                  # parallel jobs for feature dumping and decoding
 ngpu=0                # GPUs for training: 0 = CPU, N > 1 launches torchrun with N processes
-train_threads=$(nproc)  # CPU training (ngpu 0): intra-op threads of the training process
+train_threads=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # CPU training (ngpu 0): intra-op threads of the training process (the usable CPUs)
 train_set=train       # data/<train_set>: paired training data
 valid_set=dev         # validation set used during training
 test_sets="dev test"  # sets to decode and score
