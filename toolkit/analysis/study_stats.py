@@ -112,8 +112,7 @@ def compare(x_cells: list[dict], y_cells: list[dict], decode: str) -> Comparison
     wy = 100.0 * ey.sum(1) / words.sum()
     se = (math.sqrt(wx.var(ddof=1) / len(wx) + wy.var(ddof=1) / len(wy))
           if len(wx) > 1 and len(wy) > 1 else None)
-    common = sorted({c["seed"] for c in x_cells} & {c["seed"] for c in y_cells})
-    wer_of = {(id(cells), c["seed"]): 100.0 * e.sum() / words.sum()
-              for cells, errs in ((x_cells, ex), (y_cells, ey)) for c, e in zip(cells, errs)}
-    paired = seed_paired_interval([wer_of[(id(x_cells), k)] - wer_of[(id(y_cells), k)] for k in common])
+    x_by_seed = {c["seed"]: float(w) for c, w in zip(x_cells, wx)}  # the per-cell WERs above, by seed
+    y_by_seed = {c["seed"]: float(w) for c, w in zip(y_cells, wy)}
+    paired = seed_paired_interval([x_by_seed[k] - y_by_seed[k] for k in sorted(x_by_seed.keys() & y_by_seed.keys())])
     return Comparison(delta, utt_ci, p_improve, two, sign_flip_test(ex.mean(0) - ey.mean(0)), se, len(utts), paired)

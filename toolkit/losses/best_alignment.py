@@ -198,11 +198,12 @@ def best_alignment(speech, speech_lens, text, text_lens, pattern="frames_to_toke
     sel = use_dtw.repeat(L).to(cost.device)
     if not bool(sel.any()):
         out = best_path(cost, n_lens, m_lens, pattern, backend, (a_rows, t_rows))
-    else:
+    else:  # two DPs on subsets: the distances first, so only cost rows are copied, not the operands
+        cost = _distances_from_dots(cost, a_rows, t_rows)
         keep = (~sel).nonzero()[:, 0]
         swap = sel.nonzero()[:, 0]
-        a = best_path(cost[keep], n_lens[keep], m_lens[keep], pattern, backend, (a_rows[keep], t_rows[keep]))
-        b = best_path(cost[swap], n_lens[swap], m_lens[swap], "dtw", backend, (a_rows[swap], t_rows[swap]))
+        a = best_path(cost[keep], n_lens[keep], m_lens[keep], pattern, backend)
+        b = best_path(cost[swap], n_lens[swap], m_lens[swap], "dtw", backend)
         order = torch.argsort(torch.cat([keep, swap]))
         out = tuple(_pad_cat(x, y, -1)[order] if x.dim() == 2 else torch.cat([x, y])[order]
                     for x, y in zip(a, b))
