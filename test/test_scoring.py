@@ -323,3 +323,15 @@ def test_make_results_without_scores_is_an_error(tmp_path):
     (tmp_path / "decode_full_x").mkdir()
     with pytest.raises(InputError, match="no decode_"):
         make_results(tmp_path)
+
+
+def test_heldout_scores_count_hits_misses_and_false_alarms_from_the_alignment():
+    from toolkit.scoring.heldout import heldout_scores
+    refs = {"u1": "THE BARN WAS RED", "u2": "A CAT SAT", "u3": "BARN AND BOAT"}
+    hyps = {"u1": "THE BARN WAS RED", "u2": "A BOAT SAT", "u3": "BORN AND BOAT"}
+    s = heldout_scores(refs, hyps, ["barn", "boat"])
+    # u1: barn hit; u2: boat substituted for cat (false alarm); u3: barn missed, boat hit
+    assert (s["occurrences"], s["hits"], s["false_alarms"]) == (3, 2, 1)
+    assert s["per_utt"] == {"u1": [1, 1, 0], "u2": [0, 0, 1], "u3": [2, 1, 0]}
+    assert (s["utts"], s["words"], s["errors"]) == (2, 7, 1)  # only u1 and u3 hold a held-out word
+    assert abs(s["recall"] - 200 / 3) < 1e-9

@@ -254,3 +254,27 @@ def test_grammar_file_errors_name_the_problem(tmp_path):
         path.write_text(text)
         with pytest.raises(ValueError, match=message):
             Grammar.load("xx", path)
+
+
+def test_heldout_words_are_spoken_in_no_paired_training_utterance_but_occur_in_text_and_test():
+    from toolkit.data.corpora import normalize_sentence
+    from toolkit.synth.corpus import plan_corpus
+    from toolkit.synth.grammar import HELDOUT_CATEGORIES, Grammar
+    plan = plan_corpus("librispeech", "en", 1, {"train": 300, "dev": 50, "test": 200}, 2000,
+                       {"train": 8, "dev": 2, "test": 2}, 25, heldout_words=30)
+    held = {w.lower() for w in plan.heldout_words}
+    assert len(held) == 30
+    words = lambda text: set(normalize_sentence(text).split())  # noqa: E731
+    assert sum(u.split == "train" for u in plan.utts) == 300  # redrawn, not dropped
+    assert not any(words(u.text) & held for u in plan.utts if u.split == "train")
+    assert any(words(u.text) & held for u in plan.utts if u.split == "test")
+    assert sum(len(words(s) & held) for s in plan.text_only) > 100
+    grammar = Grammar.load("en")
+    spread = {c for c in HELDOUT_CATEGORIES for w in held if w in grammar.words.get(c, [])}
+    assert spread == set(HELDOUT_CATEGORIES)  # nouns, places and names all give some
+
+
+def test_a_corpus_without_heldout_words_draws_the_same_sentences_as_before_the_option():
+    from toolkit.synth.corpus import plan_corpus
+    args = ("librispeech", "en", 1, {"train": 40, "dev": 5, "test": 5}, 50, {"train": 4, "dev": 1, "test": 1}, 25)
+    assert [u.text for u in plan_corpus(*args).utts] == [u.text for u in plan_corpus(*args, heldout_words=0).utts]

@@ -36,6 +36,7 @@ beam=4
 decode_args=""        # extra arguments for toolkit.bin.decode
 num_avg=3             # checkpoints averaged into model_avg.pt
 cer=false             # also score characters (languages without spaces)
+heldout_words=data/heldout_words.txt  # words in no paired training utterance (stage 1 copies a corpus's list): RESULTS.md adds their recall
 local_data_opts=""    # passed to local/data.sh
 prepare_corpus_opts="" # passed to local/prepare_corpus.sh (stage 0)
 verbose=false         # tracebacks from the Python tools on failure (otherwise one line each)
@@ -205,7 +206,9 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
       fi
     done
   done
-  python -m toolkit.bin.make_results --exp $expdir
+  results_opts=""
+  [ -n "$heldout_words" ] && [ -f "$heldout_words" ] && results_opts="--heldout-words $heldout_words"
+  python -m toolkit.bin.make_results --exp $expdir $results_opts
   cat $expdir/RESULTS.md
 fi
 

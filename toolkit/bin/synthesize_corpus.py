@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-dev-speakers", type=int, default=4, help="voices in dev")
     p.add_argument("--num-test-speakers", type=int, default=4, help="voices in test")
     p.add_argument("--utts-per-chapter", type=int, default=25, help="utterances per chapter (MLS: book)")
+    p.add_argument("--heldout-words", type=int, default=0,
+                   help="N nouns/places/names spoken in no paired training utterance, only in dev/test and "
+                        "the unpaired text (list: <root>/HELDOUT_WORDS.TXT)")
     p.add_argument("--nj", type=int, default=2, help="parallel synthesis processes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing different corpus")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
@@ -54,8 +57,10 @@ def main(argv=None) -> int:
     if any(counts[s] > 0 and speakers[s] < 1 for s in counts):
         raise ValueError("every non-empty split needs at least one speaker")
     plan = plan_corpus(args.layout, args.lang, args.seed, counts, args.num_text_only, speakers,
-                       args.utts_per_chapter)
+                       args.utts_per_chapter, args.heldout_words)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "nj", "overwrite", "no_progress")}
+    if not args.heldout_words:  # the settings of every corpus made before the option existed
+        del settings["heldout_words"]
     stats = write_corpus(plan, args.out, settings, nj=args.nj, overwrite=args.overwrite,
                          progress=not args.no_progress)
     if stats["skipped"]:

@@ -12,7 +12,9 @@ import importlib.metadata
 import platform
 from pathlib import Path
 
+from toolkit.scoring.heldout import heldout_scores, read_heldout_words
 from toolkit.scoring.sclite import parse_pra, parse_sys
+from toolkit.scoring.trn import read_trn
 from toolkit.scoring.wer import Counts, build_result
 from toolkit.utils.fileio import InputError
 from toolkit.utils.kaldi_map import read_kaldi_map
@@ -95,6 +97,22 @@ def decode_info_table(mode: str, decodes: list[tuple[str, Path]]) -> list[str]:
             "|---|---|---|---|---|---|", *rows, ""]
 
 
+def heldout_table(mode: str, decodes: list[tuple[str, Path]], heldout: frozenset[str]) -> list[str]:
+    """Held-out word recognition per decode set (toolkit.scoring.heldout), from ref/hyp.trn."""
+    rows = []
+    for dataset, d in decodes:
+        if not (d / "hyp.trn").exists():
+            continue
+        s = heldout_scores(read_trn(d / "ref.trn"), read_trn(d / "hyp.trn"), heldout)
+        rows.append(f"|{dataset}|{s['utts']}|{s['words']}|{s['wer']:.1f}|{s['occurrences']}|{s['hits']}|"
+                    f"{s['recall']:.1f}|{s['false_alarms']}|")
+    if not rows:
+        return []
+    return [f"### Held-out words: {mode} ({len(heldout)} words spoken in no paired training utterance)", "",
+            "|dataset|Snt with one|Wrd there|WER there|occurrences|hits|recall %|false alarms|",
+            "|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
 def environment(exp: Path) -> list[str]:
     def version(pkg: str) -> str:
         try:
@@ -113,7 +131,8 @@ def environment(exp: Path) -> list[str]:
             f"- model config: `{config if config.exists() else 'missing: ' + str(config)}`", ""]
 
 
-def make_results(exp: Path, utt2lang_path: str | None = None) -> str:
+def make_results(exp: Path, utt2lang_path: str | None = None, heldout_path: str | None = None) -> str:
+    """The RESULTS.md text; ``heldout_path``: a held-out word list (adds their tables)."""
     decodes = sorted((split_decode_dir(d.name), d) for d in exp.iterdir()
                      if d.is_dir() and split_decode_dir(d.name))
     out = ["# RESULTS", ""] + environment(exp) + [f"## {exp.name}", ""]
@@ -139,6 +158,9 @@ def make_results(exp: Path, utt2lang_path: str | None = None) -> str:
             out.append("")
             if metric == "wer":  # speed is per decode, not per metric: show it once
                 out += decode_info_table(mode, [(ds, d) for (m, ds), d in decodes if m == mode])
+                if heldout_path:
+                    out += heldout_table(mode, [(ds, d) for (m, ds), d in decodes if m == mode],
+                                         read_heldout_words(heldout_path))
             for dataset, rows in lang_rows:
                 out += [f"#### {metric.upper()}: {mode}, {dataset}, per language", "",
                         HEADER.replace("|dataset|", "|language|"), *rows, ""]

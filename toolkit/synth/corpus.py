@@ -7,6 +7,7 @@ transcripts into a temp dir that is renamed into place, then writes a completion
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from toolkit.data.corpora import MLS_LANGUAGES
 from toolkit.synth.espeak import TARGET_RATE, Voice, add_recording_conditions, prepare_engine, synthesize_isolated
-from toolkit.synth.grammar import Grammar, format_text, generate_sentences
+from toolkit.synth.grammar import Grammar, choose_heldout_words, format_text, generate_sentences
 from toolkit.synth.voices import VARIANTS, voices_for_splits
 from toolkit.utils.parallel import imap_processes
 
@@ -64,6 +65,12 @@ class CorpusPlan:
     utts: list[UttSpec]
     text_only: list[str]
     text_only_path: str             # relative to --out
+    heldout_words: list[str] = dataclasses.field(default_factory=list)  # in no paired training utterance
+
+    @property
+    def heldout_path(self) -> str:
+        """Where the held-out word list is written (relative to --out): one word a line."""
+        return f"{self.root}/HELDOUT_WORDS.TXT"
 
 
 def _utt_seed(seed: int, uttid: str) -> int:
@@ -83,8 +90,13 @@ def _locate(layout: str, lang: str, split: str, spk: str, num: str, i: int) -> t
 
 
 def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_text_only: int,
-                speakers: dict[str, int], utts_per_group: int) -> CorpusPlan:
-    """Everything but the audio, from ``seed``. ``counts``/``speakers``: per split."""
+                speakers: dict[str, int], utts_per_group: int, heldout_words: int = 0) -> CorpusPlan:
+    """Everything but the audio, from ``seed``. ``counts``/``speakers``: per split.
+
+    ``heldout_words`` N > 0: N nouns, places and names (seeded) are spoken in no paired
+    training utterance (training sentences holding one are redrawn, so the training set
+    keeps its size) but occur in dev, test and the unpaired text as the grammar draws them:
+    what only text can teach. The list is written to ``plan.heldout_path``."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")
     if not 1 <= utts_per_group <= 999:
@@ -93,7 +105,13 @@ def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_t
     # with the same --seed must not share sentences (one's test set would be the other's train).
     rng = random.Random(f"{seed}:{layout}:{lang}")
     grammar = Grammar.load(lang)
-    paired = generate_sentences(grammar, sum(counts.values()), rng)
+    if heldout_words > 0:
+        heldout = choose_heldout_words(grammar, heldout_words, random.Random(f"{seed}:{layout}:{lang}:heldout"))
+        train = generate_sentences(grammar, counts["train"], rng, avoid_words=set(heldout))
+        paired = train + generate_sentences(grammar, counts["dev"] + counts["test"], rng, exclude=set(train))
+    else:  # the draw of every corpus made before held-out words existed
+        heldout = []
+        paired = generate_sentences(grammar, sum(counts.values()), rng)
     text_only = generate_sentences(grammar, num_text_only, rng, exclude=set(paired))
     voices = voices_for_splits(lang, {s: min(speakers[s], counts[s]) for s in counts}, rng)
     style = {"librispeech": "upper", "mls": "lower", "commonvoice": "written"}[layout]
@@ -124,7 +142,8 @@ def plan_corpus(layout: str, lang: str, seed: int, counts: dict[str, int], num_t
     else:
         root = f"cv-corpus/{CV_LOCALES.get(lang, lang)}"
         lm_rel = f"{root}/text_only.txt.gz"
-    return CorpusPlan(layout, lang, root, utts, [format_text(s, style) for s in text_only], lm_rel)
+    return CorpusPlan(layout, lang, root, utts, [format_text(s, style) for s in text_only], lm_rel,
+                      [format_text(w, style) for w in heldout])
 
 
 def _write_audio_group(args) -> float:
@@ -176,6 +195,8 @@ def _write_text_files(plan: CorpusPlan, stage: Path) -> None:
             _write_tsv(root / f"{split}.tsv", rows)
             rows_all += rows
         _write_tsv(root / "validated.tsv", sorted(rows_all, key=lambda r: r[1]))
+    if plan.heldout_words:
+        (stage / plan.heldout_path).write_text("".join(w + "\n" for w in plan.heldout_words), encoding="utf-8")
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as gz:  # mtime=0: same bytes each run
         gz.write("".join(s + "\n" for s in plan.text_only).encode("utf-8"))

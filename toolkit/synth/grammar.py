@@ -158,8 +158,10 @@ def format_text(sentence: str, style: str) -> str:
 
 
 def generate_sentences(grammar: Grammar, n: int, rng: random.Random, exclude: set[str] | None = None,
-                       min_words: int = 3, max_words: int | None = None) -> list[str]:
-    """``n`` distinct sentences (by their normalised words), none of them in ``exclude``."""
+                       min_words: int = 3, max_words: int | None = None,
+                       avoid_words: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """``n`` distinct sentences (by their normalised words), none of them in ``exclude`` and
+    none holding a word of ``avoid_words`` (normalised: lower-case)."""
     max_words = max_words or grammar.max_words
     seen = {normalize_sentence(s) for s in exclude or ()}
     out: list[str] = []
@@ -170,8 +172,35 @@ def generate_sentences(grammar: Grammar, n: int, rng: random.Random, exclude: se
             raise RuntimeError(f"grammar {grammar.lang}: only {len(out)} distinct sentences after {tries} tries")
         s = grammar.sentence(rng)
         key = normalize_sentence(s)
-        if key in seen or not (min_words <= len(key.split()) <= max_words):
+        words = key.split()
+        if key in seen or not (min_words <= len(words) <= max_words) or not avoid_words.isdisjoint(words):
             continue
         seen.add(key)
         out.append(s)
     return out
+
+
+# word lists whose entries may be held out of the paired speech: nouns, places, names
+HELDOUT_CATEGORIES = ("agent", "thing", "place", "name")
+
+
+def choose_heldout_words(grammar: Grammar, n: int, rng: random.Random) -> list[str]:
+    """``n`` single words from the noun, place and name lists, spread over them in proportion
+    to their sizes (at least one from each while n allows), sorted. Multi-word and inflected
+    (``m|f``) entries are never chosen."""
+    pools = {}
+    for cat in HELDOUT_CATEGORIES:
+        lists = [k for k in grammar.words
+                 if k == cat or (k.rsplit("_", 1)[0] == cat and k.rsplit("_", 1)[-1] in grammar.genders)]
+        pools[cat] = sorted({e for k in lists for e in grammar.words[k] if "|" not in e and len(e.split()) == 1})
+    total = sum(len(p) for p in pools.values())
+    if n > total:
+        raise ValueError(f"grammar {grammar.lang}: cannot hold out {n} words, its noun/place/name lists have {total}")
+    share = {c: (min(1, n) if len(p) else 0) for c, p in pools.items()}
+    while sum(share.values()) < n:  # give the next word to the list furthest below its share
+        c = max(pools, key=lambda c: (len(pools[c]) * n / total - share[c]) if share[c] < len(pools[c]) else -1e9)
+        share[c] += 1
+    chosen = set()
+    for c in HELDOUT_CATEGORIES:
+        chosen.update(rng.sample([w for w in pools[c] if w not in chosen], share[c]))
+    return sorted(chosen)

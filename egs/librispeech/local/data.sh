@@ -23,6 +23,11 @@ for subset in $train_subsets $dev_subsets $test_subsets; do
   case " $train_subsets " in *" $subset "*) train_dirs="$train_dirs data/$name";; esac
 done
 combine_data.sh data/train $train_dirs
+# a synthesized corpus (egs/mini --heldout-words N) names the words its paired speech lacks
+rm -f data/heldout_words.txt
+if [ -f "$LIBRISPEECH/LibriSpeech/HELDOUT_WORDS.TXT" ]; then
+  cp "$LIBRISPEECH/LibriSpeech/HELDOUT_WORDS.TXT" data/heldout_words.txt
+fi
 
 [ -f "$LIBRISPEECH_LM_TEXT" ] || { echo "$0: LM text not found: $LIBRISPEECH_LM_TEXT (see db.sh)" >&2; exit 1; }
 opts=""; [ "$lm_max_lines" -gt 0 ] && opts="--max-lines $lm_max_lines"
