@@ -34,7 +34,17 @@ def make_batch(kind="paired", seed=0):
              "tokens": torch.randint(1, 20, (3, 5), generator=g), "token_lens": torch.tensor([5, 3, 0])}
     if kind == "paired":
         batch.update(feats=torch.randn(3, 90, 80, generator=g), feat_lens=torch.tensor([90, 70, 50]))
+        # an aligner's frames per phone: a proportional split of the 21 / 16 / 11 encoder frames
+        batch["durations"] = proportional_durations([21, 16, 11], [9, 6, 4], 9)
     return batch
+
+
+def proportional_durations(frames, phones, width):
+    """(B, width) durations: phone j of m gets floor((j+1) n / m) - floor(j n / m) of n frames."""
+    d = torch.zeros(len(frames), width, dtype=torch.int64)
+    for b, (n, m) in enumerate(zip(frames, phones)):
+        d[b, :m] = torch.tensor([(j + 1) * n // m - j * n // m for j in range(m)])
+    return d
 
 
 @pytest.fixture(scope="module")

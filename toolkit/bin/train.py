@@ -56,6 +56,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang-dir", help="data/lang: tokens.txt, phones.txt, wp<N>.model")
     p.add_argument("--bpe-model", help="sentencepiece model (default: the lang dir's wp<N>.model)")
     p.add_argument("--cmvn", help="global CMVN stats (Kaldi matrix), e.g. dump/train/cmvn.ark")
+    p.add_argument("--durations-dir", help="an aligner's dir with durations_<set>.txt (toolkit.bin.train_aligner): "
+                                           "for text_upsampling durations or the forced consistency alignment")
     p.add_argument("--exp", help="experiment dir (exp/<tag>)")
     p.add_argument("--resume", action="store_true", help="continue from the newest readable checkpoint")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None, build_model=None) -> int:
     args = get_parser().parse_args(argv)
     conf = fill_model_defaults(resolve_config(args.config, args.set))
     conf = fill_data_paths(conf, args.train_data, args.valid_data, args.text_data, args.lang_dir, args.cmvn,
-                           args.bpe_model)
+                           args.bpe_model, args.durations_dir)
     if args.print_config:
         print(dump_yaml(conf), end="")
         return 0

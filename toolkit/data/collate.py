@@ -1,7 +1,8 @@
 """Pad dataset items into the model's batch dicts (see the model API in docs).
 
 Paired: ``feats (B, T, D) float32``, ``feat_lens (B,)``, ``phones (B, M)``, ``phone_lens``,
-``tokens (B, U)``, ``token_lens``; text: the phone and token entries only. Integer
+``tokens (B, U)``, ``token_lens`` (and ``durations (B, M)`` when the items carry an
+aligner's durations); text: the phone and token entries only. Integer
 sequences pad with 0 (``<pad>`` / ``<blank>``). Metadata the model does not read
 (utterance ids, seconds of audio) goes in a separate dict.
 """
@@ -43,5 +44,7 @@ def collate_paired(items: list[dict]) -> tuple[dict, dict]:
     feats, feat_lens = pad_feats([it["feats"] for it in items])
     batch, meta = collate_text(items)
     batch.update(kind="paired", feats=feats, feat_lens=feat_lens)
+    if "durations" in items[0]:  # an aligner's frames per phone, padded like the phones
+        batch["durations"] = pad_int([it["durations"] for it in items])[0]
     meta["audio_seconds"] = float(feat_lens.sum()) * FRAME_SHIFT_S
     return batch, meta

@@ -4,17 +4,20 @@ Usage::
 
     from toolkit.losses.alignment_kinds import uniform_path, ctc_forced_path, path_loss, soft_alignment_loss
     path = uniform_path(speech_lens, text_lens, n_max)            # frame i -> floor(i m / n)
-    path, fallbacks = ctc_forced_path(log_probs, speech_lens, phones, phone_lens)
+    path, fallbacks = ctc_forced_path(log_probs, speech_lens, phones, phone_lens)   # an aligner's Viterbi
+    path = durations_path(durations, speech_lens, n_max)          # frame t -> the phone its duration covers
     loss = path_loss(speech, speech_lens, text, text_lens, path)  # (B,), pass-through like the best path
-    loss = soft_alignment_loss(speech, speech_lens, text, text_lens, gamma=1.0)   # soft-DTW style
+    loss = soft_alignment_loss(speech, speech_lens, text, text_lens, gamma=1.0)   # soft-DTW style, gamma per dim
 
 Every path here is a ``frames_to_tokens`` :class:`AlignmentPath`: one text position per
 speech frame, non-decreasing, every position used (n >= m), so the loss along it is
 directly comparable to the best path's. ``uniform`` is the upsampling heuristic;
-``forced`` is the Viterbi path of a phoneme CTC model (blank frames go to the phone
-emitted last, leading blanks to the first); ``soft`` replaces the DP's min by a smoothed
-min, ``-gamma log sum exp(-x / gamma)``, so the loss is the soft minimum over *all*
-monotonic alignments and its gradient is their expected occupation (no pass-through).
+``forced`` follows an explicit aligner's durations (:func:`durations_path`), which come
+from the Viterbi path of a phoneme CTC model (:func:`ctc_forced_path`: blank frames go to
+the phone emitted last, leading blanks to the first); ``soft`` replaces the DP's min by a
+smoothed min, ``-g log sum exp(-x / g)`` with ``g = gamma * d`` (gamma is per dimension:
+costs are sums over d dimensions), so the loss is the soft minimum over *all* monotonic
+alignments and its gradient is their expected occupation (no pass-through).
 """
 from __future__ import annotations
 
@@ -45,13 +48,13 @@ def uniform_path(speech_lens: torch.Tensor, text_lens: torch.Tensor, n_max: int)
 
 
 def ctc_forced_path(log_probs: torch.Tensor, speech_lens: torch.Tensor, labels: torch.Tensor,
-                    label_lens: torch.Tensor, blank: int = 0) -> tuple[AlignmentPath, int]:
+                    label_lens: torch.Tensor, blank: int = 0) -> tuple[AlignmentPath, list[int]]:
     """Viterbi forced alignment of ``labels`` under CTC ``log_probs`` -> (path, fallbacks).
 
     log_probs (B, T, V) log-softmax outputs (no gradient is taken); labels (B, U).
     Frame t goes to the label position of the CTC state it occupies; a blank frame to the
     label emitted before it (to position 0 before the first). An example CTC cannot align
-    (T_b shorter than its labels plus repeats) gets the uniform path; ``fallbacks`` counts them.
+    (T_b shorter than its labels plus repeats) gets the uniform path; ``fallbacks`` lists them.
     """
     lp = log_probs.detach().float().cpu()
     B, T, _ = lp.shape
@@ -96,7 +99,28 @@ def ctc_forced_path(log_probs: torch.Tensor, speech_lens: torch.Tensor, labels: 
     if fallbacks:
         uni = uniform_path(speech_lens, label_lens, T).tokens.clamp(min=0)
         tokens[fallbacks] = uni[fallbacks]
-    return _frames_to_tokens_path(tokens, speech_lens), len(fallbacks)
+    return _frames_to_tokens_path(tokens, speech_lens), fallbacks
+
+
+def durations_path(durations: torch.Tensor, speech_lens: torch.Tensor, n_max: int) -> AlignmentPath:
+    """durations (B, M) frames per position -> frame t -> the position whose span holds t
+    (frames past the durations' sum, if any, go to the last position)."""
+    d = durations.to(torch.int64).cpu().clamp(min=0)
+    cum = d.cumsum(1)  # (B, M)
+    t = torch.arange(n_max)[None, :].expand(d.shape[0], n_max).contiguous()
+    tokens = torch.searchsorted(cum, t, right=True)
+    last = ((d > 0) * torch.arange(d.shape[1])[None, :]).amax(1, keepdim=True)  # last position with frames
+    return _frames_to_tokens_path(torch.minimum(tokens, last), speech_lens)
+
+
+def durations_from_path(path: AlignmentPath, num_positions: torch.Tensor) -> list[list[int]]:
+    """Frames per position of each example's frames_to_tokens path (they sum to its frames)."""
+    out = []
+    for b in range(path.tokens.shape[0]):
+        n = int(path.lengths[b])
+        counts = torch.bincount(path.tokens[b, :n].clamp(min=0), minlength=int(num_positions[b]))
+        out.append(counts[: int(num_positions[b])].tolist())
+    return out
 
 
 def path_loss(speech: torch.Tensor, speech_lens: torch.Tensor, text: torch.Tensor, text_lens: torch.Tensor,
@@ -110,8 +134,10 @@ def soft_alignment_loss(speech: torch.Tensor, speech_lens: torch.Tensor, text: t
                         text_lens: torch.Tensor, gamma: float = 1.0, normalize: str = "frames") -> torch.Tensor:
     """Smoothed-min DP over frames_to_tokens alignments, with autograd through every cell: (B,).
 
-    R(i, j) = c(i, j) + softmin_gamma(R(i-1, j), R(i-1, j-1)); loss = R(n_b, m_b), normalised.
-    As gamma -> 0 it tends to the best alignment's cost. Costs are float32 and differentiable
+    R(i, j) = c(i, j) + softmin_g(R(i-1, j), R(i-1, j-1)); loss = R(n_b, m_b), normalised, with
+    the temperature g = gamma * d: ``gamma`` is in cost per dimension, so gamma 1 smooths
+    as much at d = 144 as at d = 4 (a fixed g of 1 against costs of ~100 per cell at d = 144
+    would be the hard minimum). As gamma -> 0 it tends to the best alignment's cost. Costs are float32 and differentiable
     (O(n m d) backward: this is the expensive kind). Examples with n_b < m_b have no such
     alignment and give a loss of about 1e30, which the non-finite-step guard does not catch
     (does not happen for speech at 4x subsampling against phonemes in practice).
@@ -123,6 +149,7 @@ def soft_alignment_loss(speech: torch.Tensor, speech_lens: torch.Tensor, text: t
         cost = (a.pow(2).sum(-1)[:, :, None] + t.pow(2).sum(-1)[:, None, :]
                 - 2 * torch.bmm(a, t.transpose(1, 2))).clamp(min=0)  # (B, n, m)
         B, n, m = cost.shape
+        gamma = gamma * a.shape[-1]
         # unreachable cells hold a huge finite value, not inf: a softmin over two infs has a
         # NaN gradient that would reach the costs through 0 * NaN
         inf = torch.full((B, 1), _UNREACHABLE, device=cost.device)

@@ -11,6 +11,7 @@ import copy
 from torch import nn
 
 from toolkit.models.joint import COMPONENTS, JointSpeechTextModel
+from toolkit.models.upsampling import check_upsampling
 from toolkit.utils.config import ConfigError, Registry
 
 MODELS = Registry("model")
@@ -43,6 +44,9 @@ def resolve_model_config(config: dict) -> dict:
             raise ConfigError(f"{kind}_conf for '{resolved[kind]}': unknown key(s) {', '.join(unknown)}; "
                               f"accepted: {', '.join(sorted(comp_defaults))}")
         resolved[f"{kind}_conf"] = {**comp_defaults, **sub}
+    if name == "joint":
+        resolved["text_upsampling_conf"] = check_upsampling(resolved["text_upsampling"],
+                                                            resolved.get("text_upsampling_conf"))
     config["model_conf"] = resolved
     return config
 

@@ -13,7 +13,14 @@ The model computes terms, not the training loss (``toolkit.train.objective`` com
 - text batch: ``hat_text_stream``, ``hat_text_full`` from the masked phonemes.
 The CTC head (``ctc_head``: none | tokens | phones) is set from the objective by the
 training config: over wordpieces on the shared encoder output, or over the paired phoneme
-sequence on the audio encoder output.
+sequence on the audio encoder output. An utterance with fewer encoder frames than phones
+(``infeasible``: no monotonic alignment gives every phone a frame) is left out of the CTC
+mean; the batch's count is returned as ``infeasible``.
+Text length (``text_upsampling``, :mod:`toolkit.models.upsampling`): the text encoder's
+output enters the shared encoder at phoneme length (``none``), repeated r times
+(``repeat``), or repeated by durations (``durations``: the batch's aligner ``durations``
+for paired text, the duration predictor's for text-only batches; paired batches then
+also give the predictor's loss ``duration``).
 Layer names: ``encoder`` (audio vs text encoder outputs), ``shared.<i>``, ``cascaded.<i>``
 (1-based); ``default_consistency_layers()`` = ``encoder`` + every shared layer.
 """
@@ -29,6 +36,7 @@ from torch import nn
 from toolkit.models.encoders import (AUDIO_ENCODERS, AUDIO_ENCODERS_INJECTED, ENCODERS, ENCODERS_INJECTED,
                                      TEXT_ENCODERS, TEXT_ENCODERS_INJECTED)
 from toolkit.models.hat import JOINERS, PREDICTORS, HatDecoder
+from toolkit.models.upsampling import DurationPredictor, check_upsampling, repeat_durations, upsample
 from toolkit.nn.subsampling import Conv2dSubsampling
 from toolkit.utils.config import ConfigError
 
@@ -77,7 +85,8 @@ class JointSpeechTextModel(nn.Module):
                  predictor: str = "lstm", predictor_conf: dict | None = None,
                  joiner: str = "hat", joiner_conf: dict | None = None,
                  share_decoder: bool = False, ctc_head: str = "none", max_lattice_elems: int = 2 ** 25,
-                 transducer: str = "full", transducer_conf: dict | None = None):
+                 transducer: str = "full", transducer_conf: dict | None = None,
+                 text_upsampling: str = "none", text_upsampling_conf: dict | None = None):
         super().__init__()
         chunking = {"chunk_size": chunk_size, "left_chunks": left_chunks}
         self.audio_encoder = build_component("audio_encoder", audio_encoder, audio_encoder_conf, **chunking)
@@ -119,6 +128,17 @@ class JointSpeechTextModel(nn.Module):
             self.ctc_head = (nn.Linear(self.audio_encoder.output_dim, num_phones) if ctc_head == "phones"
                              else nn.Linear(self.shared_encoder.output_dim, vocab_size))
 
+        self.text_upsampling = text_upsampling
+        self.upsampling_conf = check_upsampling(text_upsampling, text_upsampling_conf)
+        if text_upsampling == "repeat" and self.upsampling_conf["repeat"] < 1:
+            raise ConfigError("model_conf.text_upsampling_conf.repeat 0 (from the data) is resolved at training "
+                              "start; a model built elsewhere needs it set (>= 1)")
+        self.duration_predictor = None
+        if text_upsampling == "durations":
+            self.duration_predictor = DurationPredictor(self.text_encoder.output_dim,
+                                                        int(self.upsampling_conf["predictor_channels"]),
+                                                        int(self.upsampling_conf["predictor_kernel"]))
+
         self.layer_names = (["encoder"] + [f"shared.{i + 1}" for i in range(len(self.shared_encoder.layers))]
                             + [f"cascaded.{i + 1}" for i in range(len(self.cascaded_encoder.layers))])
         self.chunk_size = chunk_size
@@ -155,17 +175,44 @@ class JointSpeechTextModel(nn.Module):
             else:
                 out["ctc"], out["ctc_log_probs"] = self._ctc(speech["shared"], speech["lens"], b["tokens"],
                                                              b["token_lens"])
-        if cons_layers:
+        out["infeasible"] = int((speech["lens"] < b["phone_lens"].to(speech["lens"].device)).sum())
+        durations = self._aligner_durations(b)
+        if cons_layers or self.duration_predictor is not None:
             text_enc = self.text_encoder(b["phones"], b["phone_lens"], mask=False)
-            text = self._path(text_enc, b["phone_lens"], need_layers=True, need_cascaded=False,
-                              cons_layers=cons_layers)
+            if self.duration_predictor is not None and durations is not None:
+                # trained on the aligner's durations, without gradient into the text encoder
+                out["duration"] = self.duration_predictor.loss(text_enc.detach(), b["phone_lens"], durations)
+        if cons_layers:
+            up, up_lens = self._upsample_text(text_enc, b["phone_lens"], durations)
+            text = self._path(up, up_lens, need_layers=True, need_cascaded=False, cons_layers=cons_layers)
             out.update(speech_layers={n: speech["layers"][n] for n in cons_layers}, speech_lens=speech["lens"],
                        text_layers={n: text["layers"][n] for n in cons_layers}, text_lens=text["lens"],
-                       phones=b["phones"])
+                       phones=b["phones"], phone_lens=b["phone_lens"], durations=durations)
         return out
 
+    def _aligner_durations(self, b):
+        """The batch's aligner durations (B, M) in this model's encoder frames, or None."""
+        d = b.get("durations")
+        k = self.audio_encoder.stack_frames
+        if d is None or k == 1:
+            return d
+        # the aligner counts subsampled frames; stacking k of them makes one encoder frame
+        ends = torch.div(d.cumsum(1), k, rounding_mode="floor")
+        return torch.diff(ends, dim=1, prepend=torch.zeros_like(ends[:, :1]))
+
+    def _upsample_text(self, text_enc, phone_lens, durations=None):
+        """Text encoder output (B, m, D) -> (B, m', D), lens at the shared encoder's input length."""
+        if self.text_upsampling == "none":
+            return text_enc, phone_lens
+        if self.text_upsampling == "repeat":
+            durations = repeat_durations(phone_lens, text_enc.shape[1], self.upsampling_conf["repeat"])
+        elif durations is None:  # text-only or unaligned text: the predictor's durations
+            durations = self.duration_predictor.durations(text_enc, phone_lens)
+        return upsample(text_enc, phone_lens, durations)
+
     def _forward_text(self, b):
-        text = self._path(self.text_encoder(b["phones"], b["phone_lens"], mask=True), b["phone_lens"])
+        text = self._path(*self._upsample_text(self.text_encoder(b["phones"], b["phone_lens"], mask=True),
+                                               b["phone_lens"]))
         return {"hat_text_stream": self.stream_decoder.loss(text["shared"], text["lens"], b["tokens"],
                                                             b["token_lens"]).mean(),
                 "hat_text_full": self.full_decoder.loss(text["cascaded"], text["lens"], b["tokens"],
@@ -177,7 +224,8 @@ class JointSpeechTextModel(nn.Module):
         log_probs = self.ctc_head(enc).float().log_softmax(-1)  # (B, T, V)
         nll = F.ctc_loss(log_probs.transpose(0, 1), tokens, enc_lens, token_lens, blank=0, reduction="none",
                          zero_infinity=True)
-        return nll.mean(), log_probs
+        feasible = (enc_lens >= token_lens).to(nll.device)  # the others have no CTC path: left out
+        return (nll * feasible).sum() / feasible.sum().clamp(min=1), log_probs
 
     def _path(self, enc, lens, need_layers=False, need_cascaded=True, cons_layers=()):
         """Encoder output (B, n, D) -> shared (+ per-layer) -> cascaded. With need_cascaded
@@ -214,7 +262,9 @@ class JointSpeechTextModel(nn.Module):
         text (B, m, d), text_lens), as the layers compute them (the objective's feature
         normalisation is the caller's). Text is not masked; call in eval mode."""
         speech = self._path(*self.audio_encoder(feats, feat_lens), need_layers=True)
-        text = self._path(self.text_encoder(phones, phone_lens, mask=False), phone_lens, need_layers=True)
+        # upsampled text (repeat, or the duration predictor's durations: no aligner here)
+        text = self._path(*self._upsample_text(self.text_encoder(phones, phone_lens, mask=False), phone_lens),
+                          need_layers=True)
         return [(n, speech["layers"][n], speech["lens"], text["layers"][n], text["lens"])
                 for n in self.layer_names if n in speech["layers"] and n in text["layers"]]
 

@@ -58,7 +58,7 @@ MODEL_KEYS = {"model", "model_conf", "vocab_size", "num_phones"}
 # Filled in by the trainer from the command line; allowed in a config so config.yaml re-loads.
 # values checked by their owner, not against the default's type ("all" or a list of names)
 FREE_KEYS = {"layers"}
-PATH_KEYS = {"train_data", "valid_data", "text_data", "lang_dir", "cmvn", "bpe_model"}
+PATH_KEYS = {"train_data", "valid_data", "text_data", "lang_dir", "cmvn", "bpe_model", "durations_dir"}
 ALLOWED_TOP = set(TRAIN_DEFAULTS) | MODEL_KEYS | PATH_KEYS
 
 
@@ -184,12 +184,13 @@ def symbol_table_size(path: str | os.PathLike) -> int:
 
 
 def fill_data_paths(conf: dict, train_data=None, valid_data=None, text_data=None, lang_dir=None,
-                    cmvn=None, bpe_model=None) -> dict:
+                    cmvn=None, bpe_model=None, durations_dir=None) -> dict:
     """Command-line paths (absolute) over the config's; ``vocab_size``, ``num_phones``,
     ``bpe_model`` from the lang dir."""
     conf = dict(conf)
     for key, value in (("train_data", train_data), ("valid_data", valid_data), ("text_data", text_data),
-                       ("lang_dir", lang_dir), ("cmvn", cmvn), ("bpe_model", bpe_model)):
+                       ("lang_dir", lang_dir), ("cmvn", cmvn), ("bpe_model", bpe_model),
+                       ("durations_dir", durations_dir)):
         if value is not None:
             conf[key] = str(Path(value).resolve())
         conf.setdefault(key, None)

@@ -47,7 +47,8 @@ class PairedDataset:
     consistency analysis both read a dump dir through this class.
     """
 
-    def __init__(self, data_dir: str | os.PathLike, cmvn=None, seq_dir: str | os.PathLike | None = None):
+    def __init__(self, data_dir: str | os.PathLike, cmvn=None, seq_dir: str | os.PathLike | None = None,
+                 durations: str | os.PathLike | None = None):
         d = Path(data_dir)
         self.data_dir = d
         self.feats = FeatureReader(d / "feats.scp", cmvn)
@@ -92,6 +93,34 @@ class PairedDataset:
         self.seq_index = np.asarray(seq_index, dtype=np.int64)
         self.num_frames = np.asarray(num_frames, dtype=np.int64)  # (N,)
         self.store = store
+        self.durations = self._check_durations(durations) if durations is not None else None
+        self.infeasible = self._infeasible()
+        if self.infeasible:
+            log.warning("%s: %d utterance(s) have fewer encoder frames (4x subsampled) than phones and are left "
+                        "out of the CTC and consistency terms (no monotonic alignment gives every phone a "
+                        "frame), e.g. %s", d, len(self.infeasible), ", ".join(self.infeasible[:3]))
+
+    def encoder_frames(self) -> np.ndarray:
+        """(N,) frames after the 4x conv subsampling (toolkit.nn.subsampling)."""
+        return np.clip(((self.num_frames - 1) // 2 - 1) // 2, 0, None)
+
+    def _infeasible(self) -> list[str]:
+        phone_lens = np.asarray(self.store.phone_lens, dtype=np.int64)[self.seq_index]
+        return [u for u, n, m in zip(self.uttids, self.encoder_frames(), phone_lens) if n < m]
+
+    def _check_durations(self, path) -> dict[str, np.ndarray]:
+        """The aligner's durations of every utterance: one per phone, summing to its encoder frames."""
+        from toolkit.data.durations import read_durations
+        durations = read_durations(path)
+        for utt, j, n in zip(self.uttids, self.seq_index, self.encoder_frames()):
+            if utt not in durations:
+                raise InputError(path, f"no durations for utterance '{utt}' (align this set again)")
+            d = durations[utt]
+            if len(d) != int(self.store.phone_lens[j]) or int(d.sum()) != int(n):
+                raise InputError(path, f"utterance '{utt}': {len(d)} durations summing to {int(d.sum())}, but it "
+                                       f"has {int(self.store.phone_lens[j])} phones and {int(n)} encoder frames "
+                                       "(features or lexicon changed since the aligner ran: run it again)")
+        return durations
 
     def __len__(self) -> int:
         return len(self.uttids)
@@ -104,7 +133,10 @@ class PairedDataset:
                              f"utterance '{utt}': features have shape {feats.shape}, "
                              f"utt2num_frames says {self.num_frames[i]} frames")
         _, phones, tokens = self.store[int(self.seq_index[i])]
-        return {"uttid": utt, "feats": feats, "phones": phones, "tokens": tokens}
+        item = {"uttid": utt, "feats": feats, "phones": phones, "tokens": tokens}
+        if self.durations is not None:
+            item["durations"] = self.durations[utt]
+        return item
 
 
 class TextDataset:

@@ -85,15 +85,24 @@ def load_data(conf: dict):
                                       read_utt2lang)
     if not conf["train_data"]:
         raise ConfigError("no training data: give --train-data")
+    from toolkit.data.durations import durations_file
     cmvn = GlobalCMVN.load(conf["cmvn"]) if conf["cmvn"] else None
-    paired = PairedDataset(conf["train_data"], cmvn)
+    durations_dir = conf.get("durations_dir")
+    if needs_durations(conf) and not durations_dir:
+        raise ConfigError("model_conf.text_upsampling durations and objective.consistency.alignment forced read "
+                          "an aligner's durations: run python -m toolkit.bin.train_aligner and give --durations-dir")
+
+    def durations_of(data_dir):
+        return durations_file(durations_dir, data_dir) if needs_durations(conf) else None
+    paired = PairedDataset(conf["train_data"], cmvn, durations=durations_of(conf["train_data"]))
     text = None
     if conf["text_data"] and conf["batching"]["text_ratio"] > 0:
         text = TextDataset(Path(conf["text_data"]) / "seq")
     elif conf["batching"]["text_ratio"] > 0:
         log.warning("text_ratio %s but no --text-data: training on paired data only",
                     conf["batching"]["text_ratio"])
-    valid = PairedDataset(conf["valid_data"], cmvn) if conf["valid_data"] else None
+    valid = PairedDataset(conf["valid_data"], cmvn, durations=durations_of(conf["valid_data"])) \
+        if conf["valid_data"] else None
     weights = None
     batching = conf["batching"]
     if batching["lang_balance_alpha"] is not None:
@@ -102,6 +111,28 @@ def load_data(conf: dict):
         weights = language_balanced_weights(read_utt2lang(batching["utt2lang"], paired.uttids),
                                             batching["lang_balance_alpha"])
     return paired, text, valid, weights
+
+
+def needs_durations(conf: dict) -> bool:
+    """Whether paired batches carry aligner durations: the model upsamples text by them, or
+    the consistency term pulls along the aligner's path."""
+    cons = conf["objective"]["consistency"]
+    return ((conf.get("model_conf") or {}).get("text_upsampling") == "durations"
+            or (cons["alignment"] == "forced" and cons["weight"] > 0))
+
+
+def resolve_repeat(conf: dict, paired) -> dict:
+    """``text_upsampling: repeat`` with ``repeat: 0``: r = the paired training data's encoder
+    frames per phoneme (total over total), rounded, written into the config that is saved."""
+    mc = conf.get("model_conf") or {}
+    if mc.get("text_upsampling") != "repeat" or int(mc["text_upsampling_conf"]["repeat"]) > 0:
+        return conf
+    phones = np.asarray(paired.store.phone_lens, dtype=np.int64)[paired.seq_index]
+    r = max(1, int(round(float(paired.encoder_frames().sum()) / max(1, int(phones.sum())))))
+    log.info("text_upsampling repeat: r = %d (%d encoder frames / %d phones of the paired training data)",
+             r, int(paired.encoder_frames().sum()), int(phones.sum()))
+    conf = dict(conf, model_conf={**mc, "text_upsampling_conf": {**mc["text_upsampling_conf"], "repeat": r}})
+    return conf
 
 
 def default_build_model(model_conf: dict) -> torch.nn.Module:
@@ -126,11 +157,12 @@ def run_training(conf: dict, exp: Path, info: DistInfo, argv: list[str], resume:
     setup_logging(exp, info)
     if not resume and list_checkpoints(exp / "checkpoints"):
         raise ConfigError(f"{exp} already has checkpoints: pass --resume to continue, or use a new --exp")
+    paired, text, valid, weights = load_data(conf)  # draws no random numbers
+    conf = resolve_repeat(conf, paired)
     if info.is_main:
         write_exp_files(exp, conf, argv, resume)
     barrier()
     seed_everything(conf["seed"] + info.rank)
-    paired, text, valid, weights = load_data(conf)
     model = (build_model or default_build_model)({k: conf.get(k) for k in MODEL_INPUT_KEYS})
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %.2fM parameters; %d paired utterances, %s text sequences; %d rank(s) on %s",
