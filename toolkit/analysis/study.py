@@ -1,13 +1,6 @@
 """A study: named conditions (training-config overrides) x seeds, one cell per pair.
 
-A grid file (``conf/study.yaml``)::
-
-    recipe_args: "--stage 5 --stop-stage 8"   # what every cell runs of the recipe (asr.sh options)
-    seeds: [1, 2, 3]
-    conditions:                               # run in this order, seed-major (B1 C1 B2 C2 ...)
-      B: {about: "+ text-only, no consistency", set: [objective.consistency.weight=0]}
-      C: {about: "+ consistency, best alignment", set: []}
-      C_w0.2: {about: "weight sweep", set: [objective.consistency.weight=0.2], seeds: [1]}
+The grid file's format: :mod:`toolkit.analysis.study_grid`.
 
 Each cell runs the recipe's stages 5-8 (train, average, decode both modes, score,
 per-layer analysis) as ``./run.sh --tag study/<condition>/seed<k> --train-args "--set
@@ -19,6 +12,8 @@ rerun: training resumes from its checkpoints when code and data are unchanged
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -28,9 +23,9 @@ import shlex
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit.analysis.study_grid import Cell, cells_of, load_grid  # noqa: F401 (the runner's grid API)
 from toolkit.utils.config import ConfigError, load_yaml
 from toolkit.utils.fileio import atomic_write
 
@@ -38,50 +33,48 @@ log = logging.getLogger("toolkit.study")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass(frozen=True)
-class Cell:
-    condition: str
-    seed: int
-    overrides: tuple[str, ...]
-    about: str
-
-    @property
-    def tag(self) -> str:
-        return f"study/{self.condition}/seed{self.seed}"
-
-
-def load_grid(path: str | os.PathLike) -> dict:
-    grid = load_yaml(path)
-    unknown = sorted(set(grid) - {"recipe_args", "seeds", "conditions", "about", "comparisons", "common_set",
-                                  "checkpoint_analysis"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    if not isinstance(grid.get("conditions"), dict) or not grid["conditions"]:
-        raise ConfigError(f"{path}: 'conditions' must map names to {{about, set, seeds}}")
-    for name, cond in grid["conditions"].items():
-        bad = sorted(set(cond or {}) - {"about", "set", "seeds", "phase"})
-        if bad:
-            raise ConfigError(f"{path}: condition {name}: unknown key(s) {', '.join(bad)}")
-    return grid
+def sweep_choice(grid: dict, name: str, recipe: Path) -> tuple[object, dict] | None:
+    """(chosen value, its cell record) of condition ``name``'s sweep, or None while any sweep
+    cell is unfinished: the value whose seed-1 cell has the lowest mean of its full-context
+    and streaming WER on the sweep's ``by`` set (ties: the first value listed)."""
+    sweep = grid["conditions"][name]["sweep"]
+    scored = []
+    for value in sweep["values"]:
+        path = recipe / "exp" / "study" / f"{name}@{value}"
+        recs = [json.loads(p.read_text()) for p in sorted(path.glob("seed*/cell.json"))]
+        now = {"code": code_version(), "data": data_version(recipe)}
+        recs += [c for c in archived_cells(recipe) if c["condition"] == f"{name}@{value}"
+                 and comparable(c["versions"], now)]
+        if not recs:
+            return None
+        rec = recs[0]
+        wers = [rec["decodes"][f"{mode}_{sweep['by']}"]["wer"] for mode in ("full", "streaming")
+                if f"{mode}_{sweep['by']}" in rec["decodes"]]
+        if not wers:
+            raise ConfigError(f"sweep of {name}: cell {name}@{value} has no decode of {sweep['by']}")
+        scored.append((sum(wers) / len(wers), value, rec))
+    best = min(scored, key=lambda x: x[0])
+    return best[1], best[2]
 
 
-def cells_of(grid: dict, only: list[str] | None = None) -> list[Cell]:
-    """Cells in run order: by ``phase`` (default 1), then seed-major over the phase's conditions
-    in file order (B1 C1 B2 C2 ...), so a comparison is possible as early as it can be."""
-    conds = grid["conditions"]
-    if only:
-        missing = [c for c in only if c not in conds]
-        if missing:
-            raise ConfigError(f"no condition(s) {', '.join(missing)} in the grid ({', '.join(conds)})")
-    order = []
-    for index, (name, cond) in enumerate(conds.items()):
-        if only and name not in only:
-            continue
-        cond = cond or {}
-        for rank, seed in enumerate(cond.get("seeds", grid.get("seeds", [1]))):
-            order.append(((int(cond.get("phase", 1)), rank, index),
-                          Cell(name, int(seed), tuple(cond.get("set", [])), cond.get("about", ""))))
-    return [cell for _, cell in sorted(order, key=lambda x: x[0])]
+def resolve_sweep(cell: Cell, grid: dict, recipe: Path) -> Cell | None:
+    """A swept condition's later seed with the chosen value in its overrides (None: not yet);
+    the chosen sweep cell is also recorded as the condition's seed 1."""
+    cond = grid["conditions"].get(cell.condition) or {}
+    sweep = cond.get("sweep")
+    if not sweep:
+        return cell
+    choice = sweep_choice(grid, cell.condition, recipe)
+    if choice is None:
+        return None
+    value, rec = choice
+    seed1 = recipe / "exp" / "study" / cell.condition / f"seed{rec['seed']}" / "cell.json"
+    if not seed1.exists():
+        seed1.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(seed1) as f:
+            json.dump({**rec, "condition": cell.condition, "from_sweep": f"{cell.condition}@{value}"}, f,
+                      indent=1, sort_keys=True)
+    return Cell(cell.condition, cell.seed, cell.overrides + (f"{sweep['key']}={value}",), cell.about)
 
 
 # the code that makes a cell's numbers (tests, docs and the report generator are not in it)
@@ -111,7 +104,8 @@ def comparable(a: dict, b: dict) -> bool:
 def data_version(recipe: Path) -> str:
     """Hash of what defines the data: the corpus marker, the lang dir and the training CMVN."""
     h = hashlib.sha1()
-    for rel in ("corpus/.done", "data/lang/tokens.txt", "data/lang/phones.txt", "dump/train/cmvn.ark"):
+    for rel in ("corpus/.done", "data/lang/tokens.txt", "data/lang/phones.txt", "dump/train/cmvn.ark") + (
+            ("data/heldout_words.txt",) if (recipe / "data/heldout_words.txt").exists() else ()):
         p = recipe / rel
         h.update(rel.encode() + (p.read_bytes() if p.exists() else b"<missing>"))
     return h.hexdigest()[:12]
@@ -156,6 +150,11 @@ def collect_cell(cell: Cell, cell_dir: Path, versions: dict) -> dict:
     from toolkit.scoring.wer import score
     from toolkit.scoring.trn import read_trn
 
+    from toolkit.scoring.heldout import heldout_scores, read_heldout_words
+
+    recipe = cell_dir.parents[2]
+    words_file = recipe / "data" / "heldout_words.txt"
+    heldout = read_heldout_words(words_file) if words_file.exists() else None
     decodes = {}
     for d in sorted(cell_dir.glob("decode_*")):
         refs, hyps = read_trn(d / "ref.trn"), read_trn(d / "hyp.trn")
@@ -163,12 +162,18 @@ def collect_cell(cell: Cell, cell_dir: Path, versions: dict) -> dict:
         decodes[d.name[len("decode_"):]] = {
             "wer": res.wer, "words": res.total.wrd, "errors": res.total.err,
             "utts": {u: [s.counts.err, s.counts.wrd] for u, s in res.utts.items()}}
+        if heldout is not None:
+            decodes[d.name[len("decode_"):]]["heldout"] = {"words_file": "data/heldout_words.txt",
+                                                           **heldout_scores(refs, hyps, heldout)}
     analysis = {}
     for md in sorted(cell_dir.glob("analysis_*/consistency.json")):
         analysis[md.parent.name[len("analysis_"):]] = json.loads(md.read_text())
+    aligner = recipe / "exp" / "aligner" / "report.json"
+    uses_aligner = any(o.startswith("durations_dir=") for o in cell.overrides)
     return {"condition": cell.condition, "seed": cell.seed, "overrides": list(cell.overrides),
             "about": cell.about, "versions": versions, "decodes": decodes, "analysis": analysis,
-            "train_log_tail": _valid_lines(cell_dir / "train.log")}
+            "train_log_tail": _valid_lines(cell_dir / "train.log"),
+            "aligner": json.loads(aligner.read_text()) if uses_aligner and aligner.exists() else None}
 
 
 def save_initial_model(cell_dir: Path) -> Path:
@@ -212,8 +217,10 @@ def _valid_lines(path: Path) -> list[str]:
 
 
 def run_grid(grid_path: str | os.PathLike, recipe: Path, only: list[str] | None = None,
-             extra_args: str = "") -> list[dict]:
-    """Every unfinished cell of the grid, one at a time (two trainings at once are ~10x slower)."""
+             extra_args: str = "", lock: str | os.PathLike | None = None) -> list[dict]:
+    """Every unfinished cell of the grid, one at a time (two trainings at once are ~10x slower).
+    ``lock``: a file each cell holds an exclusive flock(2) on while it runs, so that other heavy
+    jobs on the machine (benchmarks, other trainings) taking the same lock run between cells."""
     grid = load_grid(grid_path)
     archived = {(c["condition"], c["seed"]): c for c in archived_cells(recipe)}
     done = []
@@ -222,15 +229,34 @@ def run_grid(grid_path: str | os.PathLike, recipe: Path, only: list[str] | None 
         if out.exists():
             log.info("%s: finished earlier, skipped", cell.tag)
             continue
+        resolved = resolve_sweep(cell, grid, recipe)
+        if resolved is None:
+            log.info("%s: waits for its condition's weight sweep to finish", cell.tag)
+            continue
+        cell = resolved
         old = archived.get((cell.condition, cell.seed))
         if old is not None and comparable(old["versions"], {"code": code_version(), "data": data_version(recipe)}):
             log.info("%s: in %s with this code and data, skipped", cell.tag, ARCHIVE)
             continue
-        rec = run_cell(cell, recipe, grid, extra_args)
+        with _held(lock):
+            rec = run_cell(cell, recipe, grid, extra_args)
         log.info("%s: done in %.1f min: %s", cell.tag, rec["wall_s_last_run"] / 60,
                  ", ".join(f"{k} {v['wer']:.2f}" for k, v in rec["decodes"].items()))
         done.append(rec)
     return done
+
+
+@contextlib.contextmanager
+def _held(lock):
+    if lock is None:
+        yield
+        return
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # finished cells' small result files, committed with the recipe so a clean clone can

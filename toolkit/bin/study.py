@@ -31,6 +31,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=".", help="recipe dir (holds run.sh, data/, dump/, exp/)")
     p.add_argument("--only", default="", help="comma-separated conditions (default: all)")
     p.add_argument("--recipe-args", default="", help="extra options for every cell's run.sh call")
+    p.add_argument("--lock", default=None, help="run: hold an exclusive flock on this file during each cell")
     p.add_argument("--out", default="STUDY.md", help="report: the Markdown file (plots beside it)")
     p.add_argument("--command", default="", help="report: the command line that ran the study, quoted in it")
     return p
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = Path(args.recipe).resolve()
     only = [c for c in args.only.split(",") if c]
     if args.action == "run":
-        study.run_grid(args.grid, recipe, only, args.recipe_args)
+        study.run_grid(args.grid, recipe, only, args.recipe_args, args.lock)
     elif args.action == "archive":
         for dest in study.archive_cells(recipe):
             print(dest)
