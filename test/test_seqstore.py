@@ -92,7 +92,18 @@ def test_dump_text_counts_oov_words(lang, tmp_path):
     conv = dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq",
                                oov="unk", chunk=1)
     assert conv.oov_words == {"ZEBRA": 2, "42": 1}
-    assert SeqStore(tmp_path / "seq")[1][1].tolist() == [1, 3, 1]  # <unk> <wb> <unk>
+    assert SeqStore(tmp_path / "seq")[0][1].tolist()[-2:] == [3, 1]  # ... <wb> <unk>
+
+
+def test_dump_text_names_utterances_with_no_known_phone_and_gives_them_none(lang, tmp_path, caplog):
+    # all-<unk> phones (a transcript that normalises to nothing) would train CTC and the text
+    # encoder on a lie: no phones, so training drops and counts them
+    (tmp_path / "text").write_text("x1 THE ZEBRA\nx2 ZEBRA 42\n")
+    with caplog.at_level("WARNING"):
+        conv = dump_text(lang / "lang", lang / "lang" / "wp40.model", tmp_path / "text", tmp_path / "seq", oov="unk")
+    assert conv.unsayable == ["x2"] and "x2" in caplog.text
+    store = SeqStore(tmp_path / "seq")
+    assert store[1][1].tolist() == [] and len(store[1][2]) > 0
 
 
 def test_dump_text_bad_line_names_file_and_line(lang, tmp_path):

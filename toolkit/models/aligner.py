@@ -15,12 +15,12 @@ from toolkit.nn.conformer import ConformerStack
 from toolkit.nn.subsampling import Conv2dSubsampling
 
 ALIGNER_DEFAULTS = {"feat_dim": 80, "d_model": 144, "n_layers": 3, "n_heads": 4, "ff_mult": 4, "conv_kernel": 15,
-                    "dropout": 0.1, "subsampling_channels": 32}
+                    "dropout": 0.0, "subsampling_channels": 32}  # dropout 0: its masks are slow on CPU (model_tiny.yaml)
 
 
 class CtcAligner(nn.Module):
     def __init__(self, num_phones: int, feat_dim: int = 80, d_model: int = 144, n_layers: int = 3,
-                 n_heads: int = 4, ff_mult: int = 4, conv_kernel: int = 15, dropout: float = 0.1,
+                 n_heads: int = 4, ff_mult: int = 4, conv_kernel: int = 15, dropout: float = 0.0,
                  subsampling_channels: int = 32):
         super().__init__()
         self.subsampling = Conv2dSubsampling(feat_dim, d_model, subsampling_channels)

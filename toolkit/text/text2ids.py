@@ -44,6 +44,7 @@ class TextToIds:
         self._phonemizers: dict[str, WordPhonemizer] = {}
         self.oov_words: Counter = Counter()  # occurrences of each out-of-lexicon word
         self.unk_phones = 0  # phones mapped to <unk> (not in phones.txt, or unsayable words)
+        self.unsayable: list[str] = []  # utterances with no known phone at all (written with none)
         self._oov: dict[str, set[str]] = {}
 
     def _oov_phones(self, words: set[str], lang: str) -> None:
@@ -85,6 +86,12 @@ class TextToIds:
                     i = self.phones.get(p, unk_id)
                     self.unk_phones += i == unk_id
                     ids.append(i)
+            if all(i in (unk_id, self.phones[WB]) for i in ids):
+                # e.g. a transcript of punctuation only: all-<unk> phones would teach the phone
+                # CTC and the text encoder nothing true; none are written, and the training
+                # datasets drop (and count) utterances with empty phones
+                self.unsayable.append(uttid)
+                ids = []
             tokens = self.sp.encode(text)
             out.append((uttid, np.asarray(ids, dtype=np.int32), np.asarray(tokens, dtype=np.int32)))
         return out
@@ -120,4 +127,8 @@ def dump_text(lang_dir: str, bpe_model: str, text: str, out: str, oov: str = "ph
     top = ", ".join(f"{w}({c})" for w, c in conv.oov_words.most_common(10))
     log.info("%s: %d utterances; %d out-of-lexicon words (%d occurrences%s); %d phones -> <unk>",
              out, n, len(conv.oov_words), n_occ, f": {top}" if top else "", conv.unk_phones)
+    if conv.unsayable:
+        log.warning("%s: %d utterance(s) have no known phone (all <unk>: e.g. a transcript that normalises to "
+                    "nothing) and get no phones, so training drops them: %s", out, len(conv.unsayable),
+                    ", ".join(conv.unsayable[:5]) + (" ..." if len(conv.unsayable) > 5 else ""))
     return conv

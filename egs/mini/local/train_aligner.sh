@@ -5,18 +5,19 @@
 # utterances it could not align in exp/aligner/report.md. Training reads them with
 # --set durations_dir=exp/aligner. Run after stage 4; a finished run is skipped.
 #
-# Usage: local/train_aligner.sh [--epochs 20] [--valid-set dev_clean] [--align-sets "train dev_clean"]
+# Usage: local/train_aligner.sh [--epochs 10] [--valid-set dev_clean] [--align-sets "train dev_clean"] [--num-threads N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . ./path.sh
-epochs=20
+epochs=10
 valid_set=dev_clean
 align_sets="train dev_clean"
-help_message="Usage: $0 [--epochs N] [--valid-set SET] [--align-sets \"SET ...\"]"
+num_threads=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+help_message="Usage: $0 [--epochs N] [--valid-set SET] [--align-sets \"SET ...\"] [--num-threads N]"
 . parse_options.sh
 
 opts=""
 for x in $align_sets; do opts="$opts --align-data dump/$x"; done
 python -m toolkit.bin.train_aligner --train-data dump/train --valid-data dump/$valid_set \
   --cmvn dump/train/cmvn.ark --lang-dir data/lang --out exp/aligner --epochs $epochs \
-  --num-threads "$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" $opts
+  --num-threads $num_threads $opts
