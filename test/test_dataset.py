@@ -7,7 +7,7 @@ import torch
 
 from toolkit.data.collate import collate_paired, collate_text
 from toolkit.features.cmvn import GlobalCMVN
-from toolkit.train.dataset import PairedDataset, TextDataset, language_balanced_weights
+from toolkit.train.dataset import PairedDataset, TextDataset
 from toolkit.utils.kaldi_map import read_kaldi_map, write_kaldi_map
 from toolkit.features.specaug import SpecAugment
 from toolkit.text.seqstore import SeqStore
@@ -91,14 +91,6 @@ def test_collate_pads_with_zero_and_counts_audio_seconds():
     assert batch["phones"].tolist() == [[5, 6], [5, 0]] and batch["tokens"].tolist() == [[7, 0], [8, 9]]
     assert batch["phones"].dtype == torch.int64 and meta["audio_seconds"] == pytest.approx(0.08)
     assert set(collate_text(items)[0]) == {"kind", "phones", "phone_lens", "tokens", "token_lens"}
-
-
-def test_language_balancing_alpha_zero_gives_each_language_equal_mass():
-    langs = ["en"] * 90 + ["de"] * 9 + ["fr"] * 1
-    w = language_balanced_weights(langs, 0.0)
-    mass = {l: w[np.array(langs) == l].sum() for l in ("en", "de", "fr")}
-    assert all(m == pytest.approx(1 / 3) for m in mass.values())
-    assert np.allclose(language_balanced_weights(langs, 1.0), 1 / 100)  # natural distribution
 
 
 def test_specaug_is_deterministic_per_seed_and_leaves_padding_alone():

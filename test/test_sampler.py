@@ -96,15 +96,6 @@ def test_batch_seeds_differ_between_batches():
     assert len(set(seeds)) == len(seeds)
 
 
-def test_weighted_sampling_follows_the_weights():
-    lengths = np.full(400, 100)
-    w = np.where(np.arange(400) < 100, 3.0, 1.0)  # first quarter 3x as likely: half of all draws
-    s = InterleavedBatchSampler(lengths, 1000, weights=w / w.sum(), seed=0)
-    draws = np.array([i for e in range(5) for b in s.epoch_plan(e) for i in b.indices])
-    assert len(draws) == 5 * 400
-    assert abs(np.mean(draws < 100) - 0.5) < 0.05
-
-
 def test_text_ratio_without_text_data_is_an_error():
     with pytest.raises(ValueError, match="text_ratio"):
         InterleavedBatchSampler([10, 20], 100, text_ratio=1.0)

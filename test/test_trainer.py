@@ -347,14 +347,18 @@ def test_resume_skips_a_corrupt_latest_checkpoint_and_matches_a_clean_run(tmp_pa
 def test_language_balanced_sampling_from_utt2lang(tmp_path, tiny_data, capsys):
     from toolkit.utils.kaldi_map import read_kaldi_map, write_kaldi_map
     utts = list(read_kaldi_map(tiny_data / "train" / "utt2num_frames"))
-    utt2lang = tmp_path / "utt2lang"
+    utt2lang, text_utt2lang = tmp_path / "utt2lang", tmp_path / "text_utt2lang"
     write_kaldi_map(utt2lang, {u: ("en" if i < 12 else "de") for i, u in enumerate(utts)})
-    cfg = tiny_config(tmp_path / "c.yaml", max_epochs=1,
-                      batching={"utt2lang": str(utt2lang), "lang_balance_alpha": 0.0})
+    write_kaldi_map(text_utt2lang, {f"text-{i:06d}": ("en" if i < 25 else "de") for i in range(30)})
+    cfg = tiny_config(tmp_path / "c.yaml", max_epochs=1, batching={
+        "utt2lang": str(utt2lang), "text_utt2lang": str(text_utt2lang), "lang_balance_alpha": 0.0})
     assert train_main(train_args(tiny_data, cfg, tmp_path / "ok"), build_model=build_stand_in) == 0
+    log = (tmp_path / "ok" / "train.log").read_text()
+    assert "language balance (alpha 0), paired: de " in log and "-> 50.0%" in log
+    assert "language balance (alpha 0), text-only: de " in log
     write_kaldi_map(utt2lang, {u: "en" for u in utts[1:]})  # one utterance without a language
     assert train_main(train_args(tiny_data, cfg, tmp_path / "bad"), build_model=build_stand_in) == 2
-    assert f"{utt2lang}: 1 utterances have no language, e.g. '{utts[0]}'" in capsys.readouterr().err
+    assert f"{utt2lang}: 1 of 16 utterances have no language, e.g. '{utts[0]}'" in capsys.readouterr().err
 
 
 def test_fewer_batches_than_ranks_is_a_clear_error(tmp_path, tiny_data):

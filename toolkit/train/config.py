@@ -30,7 +30,8 @@ TRAIN_DEFAULTS: dict = {
         "shuffle": True,
         "num_workers": 2,
         "utt2lang": None,            # path; with lang_balance_alpha: language-balanced sampling
-        "lang_balance_alpha": None,  # p(lang) ∝ share ** alpha
+        "text_utt2lang": None,       # path: the text-only data's utt2lang (balances the text batches too)
+        "lang_balance_alpha": None,  # p(lang) ∝ (its share of hours, phones for text) ** alpha
     },
     "specaug": True,
     "specaug_conf": {

@@ -150,6 +150,7 @@ class TextDataset:
         self.store = SeqStore(seq_dir)
         if len(self.store) == 0:
             raise InputError(seq_dir, "text SeqStore is empty")
+        self.uttids = self.store.uttids
         self.phone_lens = self.store.phone_lens
         self.token_lens = self.store.token_lens
 
@@ -171,18 +172,12 @@ def read_utt2lang(path: str | os.PathLike, uttids: list[str]) -> list[str]:
     m = read_kaldi_map(path)
     missing = [u for u in uttids if u not in m]
     if missing:
-        raise InputError(path, f"{len(missing)} utterances have no language, e.g. '{missing[0]}'")
+        raise InputError(path, f"{len(missing)} of {len(uttids)} utterances have no language, e.g. '{missing[0]}'")
     return [m[u] for u in uttids]
 
 
-def language_balanced_weights(langs: list[str], alpha: float) -> np.ndarray:
-    """Per-utterance sampling weights giving language l probability ∝ (n_l / N) ** alpha.
-
-    alpha = 1 keeps the natural distribution, alpha = 0 samples languages uniformly.
-    Returns (N,) float64 summing to 1.
-    """
-    names, inverse, counts = np.unique(np.asarray(langs), return_inverse=True, return_counts=True)
-    p_lang = (counts / counts.sum()) ** alpha
-    p_lang /= p_lang.sum()
-    w = p_lang[inverse] / counts[inverse]
-    return w / w.sum()
+@dataclass(frozen=True)
+class Languages:
+    """Each training item's language, per stream (None: that stream is not balanced)."""
+    paired: list[str] | None
+    text: list[str] | None

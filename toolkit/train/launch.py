@@ -79,10 +79,9 @@ def write_exp_files(exp: Path, conf: dict, argv: list[str], resume: bool) -> Non
 
 
 def load_data(conf: dict):
-    """-> (paired train, text train or None, valid or None, per-utterance weights or None)."""
+    """-> (paired train, text train or None, valid or None, Languages or None)."""
     from toolkit.features.cmvn import GlobalCMVN
-    from toolkit.train.dataset import (PairedDataset, TextDataset, language_balanced_weights,
-                                      read_utt2lang)
+    from toolkit.train.dataset import PairedDataset, TextDataset
     if not conf["train_data"]:
         raise ConfigError("no training data: give --train-data")
     from toolkit.data.durations import durations_file
@@ -103,14 +102,38 @@ def load_data(conf: dict):
                     conf["batching"]["text_ratio"])
     valid = PairedDataset(conf["valid_data"], cmvn, durations=durations_of(conf["valid_data"])) \
         if conf["valid_data"] else None
-    weights = None
-    batching = conf["batching"]
-    if batching["lang_balance_alpha"] is not None:
-        if not batching["utt2lang"]:
-            raise ConfigError("batching.lang_balance_alpha needs batching.utt2lang")
-        weights = language_balanced_weights(read_utt2lang(batching["utt2lang"], paired.uttids),
-                                            batching["lang_balance_alpha"])
-    return paired, text, valid, weights
+    return paired, text, valid, load_languages(conf["batching"], paired, text)
+
+
+def load_languages(batching: dict, paired, text):
+    """The streams' languages for ``batching.lang_balance_alpha`` (None: no balancing)."""
+    from toolkit.train.dataset import Languages, read_utt2lang
+    alpha = batching["lang_balance_alpha"]
+    if alpha is None:
+        if batching["text_utt2lang"]:
+            raise ConfigError("batching.text_utt2lang needs batching.lang_balance_alpha")
+        return None
+    if not batching["utt2lang"]:
+        raise ConfigError("batching.lang_balance_alpha needs batching.utt2lang")
+    langs = Languages(read_utt2lang(batching["utt2lang"], paired.uttids),
+                      read_utt2lang(batching["text_utt2lang"], text.uttids)
+                      if text is not None and batching["text_utt2lang"] else None)
+    if langs.text is None and text is not None:
+        log.warning("batching.lang_balance_alpha without batching.text_utt2lang: the text-only batches "
+                    "are not language-balanced (set it to the text-only data's utt2lang)")
+    return langs
+
+
+def log_language_balance(sampler, alpha) -> None:
+    """Each language's hours (phones for text) and its target share of the drawn ones."""
+    from toolkit.data.collate import FRAME_SHIFT_S
+    for stream, bal in (("paired", sampler.paired_balance), ("text-only", sampler.text_balance)):
+        if bal is None:
+            continue
+        amounts = [f"{m * FRAME_SHIFT_S / 3600:.2f} h" if stream == "paired" else f"{int(m)} phones"
+                   for m in bal.mass]
+        log.info("language balance (alpha %g), %s: %s", alpha, stream,
+                 ", ".join(f"{n} {a} -> {p:.1%}" for n, a, p in zip(bal.names, amounts, bal.shares)))
 
 
 def needs_durations(conf: dict) -> bool:
@@ -157,7 +180,7 @@ def run_training(conf: dict, exp: Path, info: DistInfo, argv: list[str], resume:
     setup_logging(exp, info)
     if not resume and list_checkpoints(exp / "checkpoints"):
         raise ConfigError(f"{exp} already has checkpoints: pass --resume to continue, or use a new --exp")
-    paired, text, valid, weights = load_data(conf)  # draws no random numbers
+    paired, text, valid, langs = load_data(conf)  # draws no random numbers
     conf = resolve_repeat(conf, paired)
     if info.is_main:
         write_exp_files(exp, conf, argv, resume)
@@ -175,8 +198,9 @@ def run_training(conf: dict, exp: Path, info: DistInfo, argv: list[str], resume:
                  conf["objective"]["consistency"]["alignment"], ", ".join(objective.layers) or "no layers",
                  conf["objective"]["consistency"]["weight"], conf["objective"]["text_weight"],
                  conf["objective"]["ctc_weight"])
-    trainer = Trainer(conf, exp, info, model, paired, text, valid, weights, make_detokenizer(conf["bpe_model"]),
+    trainer = Trainer(conf, exp, info, model, paired, text, valid, langs, make_detokenizer(conf["bpe_model"]),
                       objective)
+    log_language_balance(trainer.sampler, conf["batching"]["lang_balance_alpha"])
     if not (resume and trainer.resume()) and info.is_main:
         # a fresh start: drop losses a run killed before its first checkpoint left behind
         (exp / "losses.tsv").unlink(missing_ok=True)

@@ -92,19 +92,24 @@ class Trainer:
     """Owns the model, optimizer, data and experiment dir of one training run (one rank)."""
 
     def __init__(self, conf: dict, exp_dir: str | Path, info: DistInfo, model: torch.nn.Module,
-                 paired, text=None, valid=None, weights=None, detokenize=None, objective=None):
+                 paired, text=None, valid=None, langs=None, detokenize=None, objective=None):
         """``objective(model, batch, step) -> {"loss", terms}``; None: the model's own output
-        is the loss (``model(batch)["loss"]``, test stand-ins)."""
+        is the loss (``model(batch)["loss"]``, test stand-ins). ``langs``: a
+        :class:`toolkit.train.dataset.Languages` to balance the streams by
+        ``batching.lang_balance_alpha``, or None."""
         self.conf, self.info, self.exp = conf, info, Path(exp_dir)
         self.objective = objective or (lambda model, batch, step: model(batch))
         # step-scheduled losses (the pruned transducer's warm-up), found once, told the step per batch
         self.step_scheduled = [m for m in model.modules() if hasattr(m, "set_step")]
         self.ckpt_dir = self.exp / "checkpoints"
         batching = conf["batching"]
+        paired_langs, text_langs = (langs.paired, langs.text) if langs is not None else (None, None)
         self.sampler = InterleavedBatchSampler(
             paired.num_frames, batching["max_frames"], text_lengths=None if text is None else text.lengths(),
             max_tokens=batching["max_tokens"], text_ratio=batching["text_ratio"] if text is not None else 0.0,
-            seed=conf["seed"], rank=info.rank, world_size=info.world_size, weights=weights, shuffle=batching["shuffle"])
+            seed=conf["seed"], rank=info.rank, world_size=info.world_size, shuffle=batching["shuffle"],
+            paired_langs=paired_langs, text_langs=text_langs if text is not None else None,
+            lang_alpha=1.0 if batching["lang_balance_alpha"] is None else batching["lang_balance_alpha"])
         if not self.sampler.epoch_plan(0):
             raise ConfigError(f"{len(paired)} paired utterances make fewer batches than the {info.world_size} "
                               f"rank(s): lower batching.max_frames or use fewer processes")
