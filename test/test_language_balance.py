@@ -11,8 +11,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from toolkit.data.sampler import InterleavedBatchSampler, LanguageBalance, bucket_batches, language_shares
+from toolkit.data.sampler import (InterleavedBatchSampler, LanguageBalance, bucket_batches, language_shares,
+                                  spread_batches)
 from toolkit.train.launch import load_languages
 from toolkit.utils.config import ConfigError
 from toolkit.utils.fileio import InputError
@@ -56,6 +59,19 @@ def test_language_shares_follow_the_size_share_to_the_power_alpha():
     assert language_shares(mass, 0.5) == pytest.approx([0.75, 0.25, 0.0])  # sqrt(.9) : sqrt(.1) = 3 : 1
     with pytest.raises(ValueError, match="alpha"):
         language_shares(mass, -0.5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 120), st.integers(1, 12)), min_size=1, max_size=40),
+       st.integers(1, 400), st.integers(1, 2000), st.integers(0, 2 ** 31))
+def test_spreading_batches_every_draw_once_within_the_size_and_never_an_item_twice(drawn, max_size, pool, seed):
+    lengths = np.array([l for l, _ in drawn])
+    copies = np.array([c for _, c in drawn])
+    batches = spread_batches(lengths, np.arange(len(drawn)), copies, max_size, pool, np.random.default_rng(seed))
+    assert Counter(int(i) for b in batches for i in b) == {i: c for i, c in enumerate(copies.tolist())}
+    for b in batches:
+        assert len(set(b.tolist())) == len(b)
+        assert lengths[b].max() * len(b) <= max_size or len(b) == 1  # an oversize item stands alone
 
 
 def test_no_batch_holds_an_utterance_twice_with_10_sw_and_1000_en_at_alpha_0():
