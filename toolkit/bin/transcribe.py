@@ -8,7 +8,9 @@ Usage:
 
 Audio: anything libsndfile reads (wav, flac, ogg; mp3 with libsndfile >= 1.1), at any
 sample rate (resampled to 16 kHz with soxr), stereo mixed down; or a Kaldi ``wav.scp``
-(paths or ``cmd |``). Utterance ids are the file names without extension (the keys of a
+(paths or ``cmd |``). A file argument is only ever a file: a name ending in ``|`` is read
+as a file, never run (only wav.scp values run commands), and a FIFO, device or directory
+is refused. Utterance ids are the file names without extension (the keys of a
 wav.scp). A file that cannot be read is reported on stderr by name and the others are
 transcribed; the exit status is then 1. ``--mode full`` (default) decodes with the
 full-context second pass, ``--mode streaming`` with the streaming first pass, as it would
@@ -46,28 +48,32 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def list_inputs(args) -> list[tuple[str, str]]:
-    """(uttid, audio spec) for every file and wav.scp entry, in the order given."""
+def list_inputs(args) -> list[tuple[str, str, bool]]:
+    """(uttid, audio, from_wav_scp) for every file and wav.scp entry, in the order given.
+
+    A file argument is a file name as given (spaces kept, a final ``|`` is part of the
+    name); only a wav.scp value may be Kaldi's ``cmd |``.
+    """
     from toolkit.utils.kaldi_map import iter_kaldi_map
-    items = [(Path(a).stem, a) for a in args.audio]
+    items = [(Path(a).stem, a, False) for a in args.audio]
     if args.wav_scp:
-        items += [(u, spec) for _, u, spec in iter_kaldi_map(args.wav_scp)]
+        items += [(u, spec, True) for _, u, spec in iter_kaldi_map(args.wav_scp)]
     if not items:
         raise InputError("concord-transcribe", "no audio: give files or --wav-scp")
     seen: dict[str, int] = {}
     unique = []
-    for u, spec in items:  # two files named a.wav in different dirs: a, a#2
+    for u, spec, scp in items:  # two files named a.wav in different dirs: a, a#2
         seen[u] = seen.get(u, 0) + 1
-        unique.append((u if seen[u] == 1 else f"{u}#{seen[u]}", spec))
+        unique.append((u if seen[u] == 1 else f"{u}#{seen[u]}", spec, scp))
     return unique
 
 
 def readable(items, failures: list[str]):
     """16 kHz samples of each item; an unreadable one is reported, counted and skipped."""
-    from toolkit.decode.transcriber import read_audio
-    for uttid, spec in items:
+    from toolkit.decode.transcriber import read_audio, read_wav_scp_value
+    for uttid, spec, from_wav_scp in items:
         try:
-            yield uttid, read_audio(spec, uttid)
+            yield uttid, (read_wav_scp_value(spec, uttid) if from_wav_scp else read_audio(spec, uttid))
         except InputError as e:
             failures.append(uttid)
             print(f"concord-transcribe: skipped: {e}", file=sys.stderr, flush=True)

@@ -10,7 +10,8 @@ Usage::
     stream = asr.stream()                                         # live audio, any sample rate
     stream.accept_waveform(samples, 44100); stream.result(); stream.finalize()
 
-Audio: a path (anything libsndfile reads: wav, flac, ogg, mp3), or float samples in
+Audio: a path (anything libsndfile reads: wav, flac, ogg, mp3; str, Path or bytes; a file
+name only, never a shell command, and only a regular file), or float samples in
 [-1, 1] with their ``sample_rate`` (default 16 kHz); other rates are resampled with
 soxr, several channels are averaged. Times (seconds) are those of the encoder frame at
 which the transducer emitted each token: a token is dated by the frame it came out in,
@@ -31,6 +32,7 @@ import torch
 from toolkit.features.fbank import SAMPLE_RATE, FbankExtractor
 
 MODES = ("full", "streaming")
+PATH_TYPES = (str, bytes, os.PathLike)  # a file name (bytes: decoded with os.fsdecode), never a command
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,21 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     raise InputError(path, "neither an experiment dir (config.yaml + model_avg.pt) nor a packed model")
 
 
-def read_audio(spec: str | os.PathLike, uttid: str | None = None) -> np.ndarray:
-    """16 kHz mono float32 samples of an audio file (or a wav.scp ``cmd |`` value)."""
+def read_audio(path: str | bytes | os.PathLike, uttid: str | None = None) -> np.ndarray:
+    """16 kHz mono float32 samples of an audio file: a file name, never a command (see
+    :func:`~toolkit.features.audio.read_audio_file`; FIFOs, devices and directories are refused)."""
+    from toolkit.features.audio import audio_path, read_audio_file, resample
+    path = audio_path(path)
+    uttid = uttid or Path(path).stem
+    samples, rate = read_audio_file(path, uttid)
+    return resample(samples, rate, SAMPLE_RATE, uttid, path)
+
+
+def read_wav_scp_value(spec: str, uttid: str) -> np.ndarray:
+    """16 kHz mono float32 samples of a wav.scp value (a path or Kaldi's ``cmd |``)."""
     from toolkit.features.audio import read_recording, resample
-    uttid = uttid or Path(str(spec)).stem
-    samples, rate = read_recording(str(spec), uttid)
-    return resample(samples, rate, SAMPLE_RATE, uttid, str(spec))
+    samples, rate = read_recording(spec, uttid)
+    return resample(samples, rate, SAMPLE_RATE, uttid, spec.strip())
 
 
 def timed_units(sp, ids: Sequence[int], frames: Sequence[int], frame_s: float):
@@ -116,7 +127,7 @@ class Transcriber:
     def transcribe(self, audio, mode: str | None = None, sample_rate: int = SAMPLE_RATE,
                    batch_size: int = 8):
         """One path / array -> a Transcript; a list of them -> a list (ids: file stems or ``utt<i>``)."""
-        single = isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor))
+        single = isinstance(audio, PATH_TYPES + (np.ndarray, torch.Tensor))
         items = [audio] if single else list(audio)
         named = [(self._name(a, i), a) for i, a in enumerate(items)]
         results = self.transcribe_named(((u, self._samples(a, u, sample_rate)) for u, a in named),
@@ -177,11 +188,11 @@ class Transcriber:
 
     @staticmethod
     def _name(audio, index: int) -> str:
-        return Path(str(audio)).stem if isinstance(audio, (str, os.PathLike)) else f"utt{index}"
+        return Path(os.fsdecode(audio)).stem if isinstance(audio, PATH_TYPES) else f"utt{index}"
 
     @staticmethod
     def _samples(audio, uttid: str, sample_rate: int) -> np.ndarray:
-        if isinstance(audio, (str, os.PathLike)):
+        if isinstance(audio, PATH_TYPES):
             return read_audio(audio, uttid)
         from toolkit.features.audio import resample
         x = np.asarray(audio.cpu().numpy() if isinstance(audio, torch.Tensor) else audio, dtype=np.float32)
