@@ -145,3 +145,145 @@ def test_devices_and_directories_are_refused_naming_the_path(path, kind):
 def test_a_wav_scp_path_value_is_read_with_its_separating_spaces_stripped(wav):
     samples, rate = read_recording(f"  {wav}  ", "u")
     assert rate == 16000 and np.array_equal(samples, read_audio_file(wav, "u")[0])
+
+
+# ---- packed models: the manifest first, every member bounded, sizes checked before building ------
+@pytest.fixture(scope="module")
+def packed(tiny_recipe, tmp_path_factory):
+    from toolkit.decode.package import pack_model
+    return pack_model(tiny_recipe["exp"], tmp_path_factory.mktemp("pack") / "tiny.concord")
+
+
+def repack(src, dst, members=None, streamed=None, manifest=None):
+    """Copy a package, replacing ``members`` ({name: bytes}), adding ``streamed`` ({name: (chunk,
+    count)}: written chunk by chunk, never held whole) and editing the manifest with ``manifest``
+    (a function of the parsed manifest; default: it lists the replaced members honestly)."""
+    import hashlib
+    import json
+    import zipfile
+    members = dict(members or {})
+    with zipfile.ZipFile(src) as z:
+        data = {n: z.read(n) for n in z.namelist()}
+    data.update(members)
+    listed = json.loads(data["manifest.json"])
+    for name, blob in members.items():
+        listed["files"][name] = {"sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}
+    if manifest is not None:
+        manifest(listed)
+    data["manifest.json"] = json.dumps(listed).encode()
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, blob in data.items():
+            if name not in (streamed or {}):
+                z.writestr(name, blob)
+        for name, (chunk, count) in (streamed or {}).items():
+            with z.open(name, "w", force_zip64=True) as f:
+                for _ in range(count):
+                    f.write(chunk)
+    return dst
+
+
+def load_with_peak_memory(path):
+    """(the exception load_package raised, peak Python-allocated bytes while loading)."""
+    import tracemalloc
+    from toolkit.decode.package import load_package
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError) as e:
+            load_package(path)
+        return e.value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+BOMB = (bytes(1 << 20), 128)  # 128 MiB of zeros: about 128 KiB deflated
+
+
+def test_a_member_larger_than_its_declared_size_is_refused_without_inflating_it(packed, tmp_path):
+    bomb = repack(packed, tmp_path / "bomb.concord", streamed={"model.pt": BOMB})  # manifest: the real size
+    err, peak = load_with_peak_memory(bomb)
+    assert "model.pt: 134217728 bytes, more than the" in str(err) and "its manifest allows" in str(err)
+    assert peak < 16 << 20, f"{peak / 2**20:.0f} MiB allocated while refusing a 128 MiB member"
+
+
+def test_a_member_declared_as_large_as_a_zip_bomb_is_refused_by_its_compression_ratio(packed, tmp_path):
+    def declare_it(m):
+        m["files"]["model.pt"]["size"] = BOMB[1] << 20
+    bomb = repack(packed, tmp_path / "bomb.concord", streamed={"model.pt": BOMB}, manifest=declare_it)
+    err, peak = load_with_peak_memory(bomb)
+    assert "model.pt: 134217728 bytes compressed into" in str(err) and "zip bomb" in str(err)
+    assert peak < 16 << 20
+
+
+def test_an_old_format_pack_still_loads_and_is_bounded_by_the_zip_sizes(packed, tmp_path, asr):
+    def old_format(m):
+        m["format"] = "concord-packed-model/1"
+        m["files"] = {n: e["sha256"] for n, e in m["files"].items()}
+    old = repack(packed, tmp_path / "old.concord", manifest=old_format)
+    wav = waveform(9, 1.0)
+    assert Transcriber.from_pretrained(old).transcribe(wav).text == asr.transcribe(wav).text
+    err, _ = load_with_peak_memory(repack(old, tmp_path / "old_bomb.concord", streamed={"model.pt": BOMB}))
+    assert "zip bomb" in str(err)
+
+
+def test_a_member_the_manifest_does_not_list_is_refused_not_inflated(packed, tmp_path):
+    extra = repack(packed, tmp_path / "extra.concord", streamed={"payload.bin": BOMB})
+    err, peak = load_with_peak_memory(extra)
+    assert "not listed in manifest.json: payload.bin" in str(err)
+    assert peak < 16 << 20
+
+
+def test_a_file_in_a_packed_dir_the_manifest_does_not_list_is_refused(tiny_recipe, tmp_path):
+    from toolkit.bin import pack_model as pack_cli
+    from toolkit.decode.package import load_package
+    assert pack_cli.main([str(tiny_recipe["exp"]), str(tmp_path / "pack_dir")]) == 0
+    (tmp_path / "pack_dir" / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match="not listed in manifest.json: notes.txt"):
+        load_package(tmp_path / "pack_dir")
+
+
+def test_a_config_naming_a_huge_model_is_refused_before_the_model_is_built(packed, tmp_path, monkeypatch):
+    import torch
+    import yaml
+    import zipfile
+    import toolkit.models
+    with zipfile.ZipFile(packed) as z:
+        config = yaml.safe_load(z.read("config.yaml"))
+    for part in ("audio_encoder_conf", "text_encoder_conf", "shared_encoder_conf", "cascaded_encoder_conf"):
+        config["model_conf"][part]["d_model"] = 100000  # about 160 GB of weights if it were built
+    huge = repack(packed, tmp_path / "huge.concord", members={"config.yaml": yaml.safe_dump(config).encode()})
+    real_build, built_on = toolkit.models.build_model, []
+
+    def build_only_on_meta(cfg, *a, **k):
+        built_on.append(str(torch.get_default_device()))
+        if built_on[-1] != "meta":
+            raise AssertionError("a model was built with real memory before its sizes were checked")
+        return real_build(cfg, *a, **k)
+    monkeypatch.setattr(toolkit.models, "build_model", build_only_on_meta)
+    from toolkit.decode.package import load_package
+    with pytest.raises(InputError, match=r"model.pt does not fit the config: .*config.yaml makes \(100000"):
+        load_package(huge)
+    assert built_on == ["meta"]
+
+
+def test_expect_sha256_refuses_any_other_package_and_accepts_the_published_one(tiny_recipe, packed, tmp_path,
+                                                                               wav, capsys):
+    import hashlib
+    published = hashlib.sha256(packed.read_bytes()).hexdigest()
+    assert transcribe_cli.main([str(packed), str(wav), "--expect-sha256", "0" * 64]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("concord-transcribe: error: ") and f"sha256 of the file is {published}" in err
+    assert "not the published model; refused" in err
+    assert transcribe_cli.main([str(packed), str(wav), "--expect-sha256", published.upper()]) == 0
+    assert capsys.readouterr().out.startswith("speech\t")
+    assert transcribe_cli.main([str(tiny_recipe["exp"]), str(wav), "--expect-sha256", published]) == 2
+    assert "checks a packed model; this is not one" in capsys.readouterr().err
+
+
+def test_pack_model_prints_the_digest_to_publish_and_never_says_verified(tiny_recipe, tmp_path, capsys):
+    import hashlib
+    from toolkit.bin import pack_model as pack_cli
+    assert pack_cli.main([str(tiny_recipe["exp"]), str(tmp_path / "m.concord")]) == 0
+    out = capsys.readouterr().out
+    assert f"sha256 {hashlib.sha256((tmp_path / 'm.concord').read_bytes()).hexdigest()}" in out
+    assert "verified" not in out.lower()
+    assert "corruption, not tampering" in pack_cli.__doc__ and "verified" not in pack_cli.__doc__

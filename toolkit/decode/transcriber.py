@@ -58,17 +58,27 @@ class Transcript:
                 "words": [unit(w) for w in self.words], "tokens": [unit(t) for t in self.tokens]}
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu"):
-    """An :class:`~toolkit.models.experiment.Experiment` from an experiment dir or a packed model."""
+def load_model(path: str | os.PathLike, device: str = "cpu", expect_sha256: str | None = None):
+    """An :class:`~toolkit.models.experiment.Experiment` from an experiment dir or a packed model.
+
+    ``expect_sha256``: the published sha256 of a packed model file (see
+    :mod:`toolkit.decode.package`); the package is refused unless it matches.
+    """
     from toolkit.decode.package import is_package, load_package
     from toolkit.models.experiment import load_experiment
     from toolkit.utils.fileio import InputError
     path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such path: give an experiment dir (exp/<tag>) or a packed model (*.concord)")
     if is_package(path):
-        return load_package(path, device)
+        return load_package(path, device, expect_sha256=expect_sha256)
+    if expect_sha256 is not None:
+        raise InputError(path, "--expect-sha256 checks a packed model; this is not one")
     if path.is_dir() and (path / "config.yaml").exists():
         return load_experiment(path, device=device)
-    raise InputError(path, "neither an experiment dir (config.yaml + model_avg.pt) nor a packed model")
+    tags = sorted(p.name for p in path.iterdir() if (p / "config.yaml").exists()) if path.is_dir() else []
+    hint = f" (experiment dirs in it: {', '.join(str(path / t) for t in tags)})" if tags else ""
+    raise InputError(path, "neither an experiment dir (config.yaml + model_avg.pt) nor a packed model" + hint)
 
 
 def read_audio(path: str | bytes | os.PathLike, uttid: str | None = None) -> np.ndarray:
@@ -119,9 +129,11 @@ class Transcriber:
         self.frame_s = 0.01 * self.model.audio_encoder.frames_per_output  # seconds per encoder frame
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: str = "cpu", **settings) -> "Transcriber":
-        """From an experiment dir (``exp/<tag>``) or a packed model (``*.concord`` file or dir)."""
-        return cls(load_model(path, device), **settings)
+    def from_pretrained(cls, path: str | os.PathLike, device: str = "cpu", expect_sha256: str | None = None,
+                        **settings) -> "Transcriber":
+        """From an experiment dir (``exp/<tag>``) or a packed model (``*.concord`` file or dir);
+        ``expect_sha256``: the packed model's published digest, checked before it is read."""
+        return cls(load_model(path, device, expect_sha256), **settings)
 
     # --- whole utterances ---------------------------------------------------------------
     def transcribe(self, audio, mode: str | None = None, sample_rate: int = SAMPLE_RATE,
