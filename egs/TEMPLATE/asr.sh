@@ -83,9 +83,30 @@ done
 [ "$stage" -le "$stop_stage" ] || fail "--stage $stage is after --stop-stage $stop_stage: nothing to do"
 $verbose && export CONCORD_VERBOSE=1
 STAGE_NAMES=(corpus "data preparation" lexicon "wordpieces + token dumps" "features + CMVN" training decoding scoring)
-# require N PATH MAKER: stage N cannot start without PATH, which stage MAKER writes
+# require N PATH MAKER: stage N cannot start without PATH, which stage MAKER writes. When
+# stages before MAKER have not run either (a fresh copy), name the first of them, so that
+# one rerun gets everything instead of one stage back per try.
 require() {
-  [ -e "$2" ] || fail "stage $1 needs $2, which stage $3 (${STAGE_NAMES[$3]}) makes: run ./run.sh --stage $3 first"
+  [ -e "$2" ] && return 0
+  local first=$3 k
+  for ((k = 1; k < $3; k++)); do stage_done $k || { first=$k; break; }; done
+  local what="stage $1 needs $2, which stage $3 (${STAGE_NAMES[$3]}) makes"
+  [ "$first" -eq "$3" ] && fail "$what: run ./run.sh --stage $3 first"
+  if [ "$first" -eq 1 ] && [ -x local/prepare_corpus.sh ]; then
+    fail "$what, and no stage has run here yet: run from stage 0 (./run.sh --stage 0)"
+  fi
+  fail "$what, and stage $first (${STAGE_NAMES[$first]}) has not run either: run ./run.sh --stage $first first"
+}
+# stage_done K: the outputs later stages read from stage K exist
+stage_done() {
+  case $1 in
+    1) [ -e data/$train_set/text ] ;;
+    2) [ -e $lang_dir/phones.txt ] ;;
+    3) [ -e $bpe_model ] && [ -e dump/$train_set/seq ] ;;
+    4) [ -e dump/$train_set/feats.scp ] && [ -e dump/$train_set/cmvn.ark ] ;;
+    5) [ -e $expdir/model_avg.pt ] ;;
+    *) true ;;
+  esac
 }
 
 # Signals. Bash runs a trap only between commands, so a stage's commands run in the

@@ -15,8 +15,8 @@ name only, never a shell command, and only a regular file), or float samples in
 [-1, 1] with their ``sample_rate`` (default 16 kHz); other rates are resampled with
 soxr, several channels are averaged. Times (seconds) are those of the encoder frame at
 which the transducer emitted each token: a token is dated by the frame it came out in,
-which lags its sound by up to the model's latency; a word spans its first token's start to
-its last token's end.
+which lags its sound by up to the model's latency; a word spans its first token's start
+to the next word's start, at most 0.5 s past its last token (see :func:`timed_units`).
 """
 from __future__ import annotations
 
@@ -98,19 +98,36 @@ def read_wav_scp_value(spec: str, uttid: str) -> np.ndarray:
     return resample(samples, rate, SAMPLE_RATE, uttid, spec.strip())
 
 
-def timed_units(sp, ids: Sequence[int], frames: Sequence[int], frame_s: float):
-    """(tokens, words) as TimedUnits: token i spans its emission frame; words group pieces at '▁'."""
+WORD_TAIL_S = 0.5  # a word lasts at most this long past its last token: a longer pause is not the word
+
+
+def timed_units(sp, ids: Sequence[int], frames: Sequence[int], frame_s: float, audio_s: float | None = None):
+    """(tokens, words) as TimedUnits; words group pieces at '▁'.
+
+    Token i spans its emission frame. A word starts at its first token and lasts until the
+    next word starts (so a one-token word is not one frame long), but never past the next
+    word's start, at most WORD_TAIL_S past its last token's frame, and (the last word) not
+    past ``audio_s``.
+    """
     tokens = tuple(TimedUnit(sp.id_to_piece(i), f * frame_s, (f + 1) * frame_s) for i, f in zip(ids, frames))
     groups: list[list[int]] = []
     for k, tok in enumerate(tokens):
         if tok.text.startswith("\u2581") or not groups:
             groups.append([])
         groups[-1].append(k)
-    words = []
+    spans = []
     for g in groups:
         word = sp.decode([ids[k] for k in g]).strip()
         if word:
-            words.append(TimedUnit(word, tokens[g[0]].start, tokens[g[-1]].end))
+            spans.append((word, tokens[g[0]].start, tokens[g[-1]].end))
+    words = []
+    for n, (word, start, last_end) in enumerate(spans):
+        end = last_end + WORD_TAIL_S
+        if n + 1 < len(spans):
+            end = min(end, spans[n + 1][1])
+        elif audio_s is not None:
+            end = min(end, max(audio_s, last_end))
+        words.append(TimedUnit(word, start, max(start, end)))
     return tokens, tuple(words)
 
 
@@ -213,7 +230,7 @@ class Transcriber:
         return resample(x.reshape(-1), sample_rate, SAMPLE_RATE, uttid, "<array>")
 
     def _transcript(self, uttid, num_samples, ids, frames, compute_s) -> Transcript:
-        tokens, words = timed_units(self.sp, ids, frames, self.frame_s)
+        tokens, words = timed_units(self.sp, ids, frames, self.frame_s, num_samples / SAMPLE_RATE)
         return Transcript(uttid, self.sp.decode(list(ids)), tokens, words, num_samples / SAMPLE_RATE, compute_s)
 
 
