@@ -16,20 +16,9 @@ from toolkit.bin.train import main as train_main
 from toolkit.train import checkpoint as ckpt
 from toolkit.train.guard import ExperimentLock
 
-from synthetic_data import write_lang_dir, write_paired_set, write_text_set
-from test_trainer import build_stand_in, tiny_config, train_args
+from test_trainer import build_stand_in, tiny_config, tiny_data, train_args  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_paired_set(root / "train", 16, seed=0)
-    write_paired_set(root / "dev", 4, seed=9, prefix="dev")
-    write_text_set(root / "text_only", 30)
-    write_lang_dir(root / "lang")
-    return root
 
 
 def temp_files(d: Path) -> list[str]:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from toolkit.decode.package import pack_model, package_digest
+from toolkit.decode.package import pack_model
+from toolkit.decode.package_archive import package_digest
 from toolkit.utils.cli import cli
 
 
