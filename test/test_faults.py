@@ -201,8 +201,9 @@ def test_sigterm_to_run_sh_stops_the_stages_commands_too(tmp_path, stage, jobs):
 
 def test_sigterm_to_run_pl_stops_every_running_job(tmp_path):
     pid_file = tmp_path / "pids"
+    job = f"echo $$ >> {pid_file}; exec sleep 120"
     proc = subprocess.Popen([str(REPO / "utils" / "run.pl"), "--max-jobs-run", "3", "JOB=1:3",
-                             str(tmp_path / "log" / "j.JOB.log"), "bash", "-c", f"echo $$ >> {pid_file}; exec sleep 120"],
+                             str(tmp_path / "log" / "j.JOB.log"), "bash", "-c", job],
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     pids = []
     try:

@@ -287,3 +287,17 @@ def test_pack_model_prints_the_digest_to_publish_and_never_says_verified(tiny_re
     assert f"sha256 {hashlib.sha256((tmp_path / 'm.concord').read_bytes()).hexdigest()}" in out
     assert "verified" not in out.lower()
     assert "corruption, not tampering" in pack_cli.__doc__ and "verified" not in pack_cli.__doc__
+
+
+def test_compressed_records_inside_model_pt_are_refused(packed, tmp_path):
+    import io
+    import zipfile
+    with zipfile.ZipFile(packed) as z:
+        model_pt = z.read("model.pt")
+    inner = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(model_pt)) as zin, zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            zout.writestr(item.filename, zin.read(item))  # torch.save stores; this deflates
+    bad = repack(packed, tmp_path / "nested.concord", members={"model.pt": inner.getvalue()})
+    err, _ = load_with_peak_memory(bad)
+    assert "model.pt has" in str(err) and "compressed record(s)" in str(err)

@@ -21,13 +21,16 @@ first and checks, in this order, before any audio is touched:
    declared size more than 100 times the member's compressed size (a zip bomb)
    is refused before inflating; ``manifest.json`` and ``config.yaml`` are at most 1 MiB;
 3. each member's sha256 matches the manifest;
-4. the config's sizes fit the weights: the model is built on the ``meta`` device (no
-   memory) and its parameter names and shapes compared with model.pt's, loaded with
-   ``torch.load(weights_only=True)``; only then is the real model built;
+4. model.pt is torch's zip with every record stored (as torch.save writes it: nothing in
+   it inflates past its size); the config's sizes fit the weights: the model is built on
+   the ``meta`` device (no memory) and its parameter names and shapes compared with
+   model.pt's, loaded with ``torch.load(weights_only=True)``; only then is the real model
+   built;
 5. the wordpiece model, tokens.txt and the model agree on the vocabulary size; the CMVN
    dimension equals the model's feature dimension.
 
-Nothing is extracted to disk (steps 1-3: :mod:`toolkit.decode.package_archive`). Any failure is an InputError naming the package and the part.
+Nothing is extracted to disk (steps 1-3: :mod:`toolkit.decode.package_archive`). Any
+failure is an InputError naming the package and the part.
 
 The sha256 manifest detects corruption (a truncated download, a damaged disk), not
 tampering: whoever can change a member can rewrite the manifest too. For authenticity,
@@ -130,6 +133,19 @@ def pack_model(exp_dir: str | os.PathLike, out: str | os.PathLike,
     return out
 
 
+def _check_stored_only(path: Path, model_pt: bytes) -> None:
+    """model.pt is torch's zip format with every record stored, as torch.save writes it: a
+    compressed record inside (a second zip bomb, past the package's bounds) is refused."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(model_pt)) as z:
+            packed = [i.filename for i in z.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    except zipfile.BadZipFile:
+        raise InputError(path, "model.pt is not torch's zip format (torch.save)") from None
+    if packed:
+        raise InputError(path, f"model.pt has {len(packed)} compressed record(s) (e.g. {packed[0]}); "
+                               "torch.save writes none: refused")
+
+
 def _check_weights_fit(path: Path, config: dict, state) -> None:
     """Names and shapes of ``state`` against the model ``config`` builds on the meta device
     (no memory is allocated, whatever sizes the config names)."""
@@ -186,6 +202,7 @@ def load_package(path: str | os.PathLike, device: str = "cpu", expect_sha256: st
         raise InputError(path, f"config.yaml is not YAML: {e}") from None
     if not isinstance(config, dict):
         raise InputError(path, "config.yaml is not a mapping")
+    _check_stored_only(path, members["model.pt"])
     try:
         state = torch.load(io.BytesIO(members["model.pt"]), map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, ValueError, EOFError) as e:
