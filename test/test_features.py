@@ -151,7 +151,7 @@ def test_segments_and_pipes(tmp_path):
     (lambda p: p.joinpath("bad.wav").write_bytes(b"RIFF not audio"), r"bad.wav: utterance 'z-bad': cannot read audio"),
     (lambda p: sf.write(p / "bad.wav", np.zeros(0, np.float32), 16000), r"bad.wav: utterance 'z-bad': 0 samples"),
     (lambda p: sf.write(p / "bad.wav", np.zeros(4000, np.float32), 4000), r"utterance 'z-bad': sample rate 4000 Hz"),
-    (lambda p: None, r"bad.wav: utterance 'z-bad': cannot read audio"),  # missing file
+    (lambda p: None, r"bad.wav: utterance 'z-bad': no such file"),  # missing file
 ])
 def test_bad_audio_names_utterance_and_file(tmp_path, make_bad, message):
     make_bad(tmp_path)

@@ -60,20 +60,6 @@ def test_run_sh_unknown_option_as_last_argument_is_named_invalid():
     assert out.returncode != 0 and "invalid option --unknown-option" in out.stderr and "needs a value" not in out.stderr
 
 
-@pytest.mark.parametrize("args, missing, maker", [
-    (["--stage", "6", "--stop-stage", "6"], "exp/no_such_tag/model_avg.pt", "stage 5 (training)"),
-    (["--stage", "7", "--stop-stage", "7"], "exp/no_such_tag/decode_streaming_dev_clean/hyp.trn", "stage 6 (decoding)"),
-    (["--stage", "8"], "exp/no_such_tag/model_avg.pt", "stage 5 (training)"),
-])
-def test_stage_run_before_its_inputs_exist_names_the_file_and_the_stage_that_makes_it(args, missing, maker):
-    out = run_mini(*args, "--tag", "no_such_tag")
-    assert out.returncode != 0
-    stage = args[1]
-    assert out.stderr.strip() == (f"asr.sh: error: stage {stage} needs {missing}, which {maker} makes: "
-                                  f"run ./run.sh --stage {maker.split()[1]} first")
-    assert not (ROOT / "egs" / "mini" / "exp" / "no_such_tag").exists()
-
-
 def test_training_threads_default_to_the_usable_cpus_even_under_path_sh():
     """path.sh exports OMP_NUM_THREADS=1 for the data tools; a caller that sourced it (the
     study runner) must still train on every CPU it may use, not on the 1 that nproc reports."""

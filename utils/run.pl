@@ -8,7 +8,8 @@
 # in the command is replaced by the job index. Each log starts with the command line and
 # the start time and ends with "# Accounting: time=S threads=T" and
 # "# Ended (code C) at DATE, elapsed time S seconds". Exits 1 if any job failed, naming
-# the failed jobs' logs on stderr.
+# the failed jobs' logs on stderr. SIGTERM/SIGINT/SIGHUP stop every running job (each
+# job's whole process group) before run.pl exits 128+N.
 # Options: --max-jobs-run N (at most N jobs at once; default: number of CPUs).
 # Queue options (--mem X, --num-threads N, --gpu N, --time T, --config F, ...) take a
 # value and are accepted for compatibility with queue.pl/slurm.pl; only --num-threads
@@ -62,7 +63,8 @@ for my $x (@ARGV) {
 $cmd =~ s/ $//;
 
 if ($max_jobs_run == 0) {
-  my $ncpu = `nproc 2>/dev/null`;
+  # not plain nproc: it reports OMP_NUM_THREADS, which path.sh sets to 1 for the data tools
+  my $ncpu = `env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null`;
   $max_jobs_run = ($ncpu && $ncpu =~ m/^(\d+)/) ? $1 : 32;
 }
 
@@ -73,8 +75,11 @@ sub substitute {
 }
 
 # Runs in the child: header, command with output appended to the log, accounting lines.
+# Each job is its own process group, so that stopping run.pl stops the job's whole tree.
 sub run_one {
   my ($id) = @_;
+  $SIG{$_} = 'DEFAULT' for qw(TERM INT HUP);
+  POSIX::setpgid(0, 0);
   my $log = substitute($logfile, $id);
   my $jobcmd = substitute($cmd, $id);
   my $dir = dirname($log);
@@ -101,6 +106,20 @@ sub run_one {
 
 my %running;  # pid -> job id
 my @failed;
+
+# A SIGTERM, SIGINT or SIGHUP to run.pl (asr.sh forwards one when it is stopped) sends
+# SIGTERM to every running job's process group, waits for them and exits 128+N: no job
+# outlives run.pl. Their logs end without the accounting lines (the job did not finish).
+my %signum = (HUP => 1, INT => 2, TERM => 15);
+for my $sig (keys %signum) {
+  $SIG{$sig} = sub {
+    my @pids = keys %running;
+    kill 'TERM', map { -$_ } @pids;
+    1 while waitpid(-1, 0) > 0;
+    print STDERR "$me: got SIG$sig: stopped " . scalar(@pids) . " running job(s)\n";
+    exit 128 + $signum{$sig};
+  };
+}
 sub reap_one {
   my $pid = waitpid(-1, 0);
   return if $pid <= 0;
@@ -113,6 +132,7 @@ for my $id ($jobstart .. $jobend) {
   my $pid = fork();
   die "$me: fork failed: $!\n" unless defined $pid;
   run_one($id) if $pid == 0;
+  POSIX::setpgid($pid, $pid);  # also here: a signal may come before the child's own call
   $running{$pid} = $id;
 }
 reap_one() while %running;

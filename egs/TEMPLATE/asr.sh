@@ -83,10 +83,54 @@ done
 [ "$stage" -le "$stop_stage" ] || fail "--stage $stage is after --stop-stage $stop_stage: nothing to do"
 $verbose && export CONCORD_VERBOSE=1
 STAGE_NAMES=(corpus "data preparation" lexicon "wordpieces + token dumps" "features + CMVN" training decoding scoring)
-# require N PATH MAKER: stage N cannot start without PATH, which stage MAKER writes
+# require N PATH MAKER: stage N cannot start without PATH, which stage MAKER writes. When
+# stages before MAKER have not run either (a fresh copy), name the first of them, so that
+# one rerun gets everything instead of one stage back per try.
 require() {
-  [ -e "$2" ] || fail "stage $1 needs $2, which stage $3 (${STAGE_NAMES[$3]}) makes: run ./run.sh --stage $3 first"
+  [ -e "$2" ] && return 0
+  local first=$3 k
+  for ((k = 1; k < $3; k++)); do stage_done $k || { first=$k; break; }; done
+  local what="stage $1 needs $2, which stage $3 (${STAGE_NAMES[$3]}) makes"
+  [ "$first" -eq "$3" ] && fail "$what: run ./run.sh --stage $3 first"
+  if [ "$first" -eq 1 ] && [ -x local/prepare_corpus.sh ]; then
+    fail "$what, and no stage has run here yet: run from stage 0 (./run.sh --stage 0)"
+  fi
+  fail "$what, and stage $first (${STAGE_NAMES[$first]}) has not run either: run ./run.sh --stage $first first"
 }
+# stage_done K: the outputs later stages read from stage K exist
+stage_done() {
+  case $1 in
+    1) [ -e data/$train_set/text ] ;;
+    2) [ -e $lang_dir/phones.txt ] ;;
+    3) [ -e $bpe_model ] && [ -e dump/$train_set/seq ] ;;
+    4) [ -e dump/$train_set/feats.scp ] && [ -e dump/$train_set/cmvn.ark ] ;;
+    5) [ -e $expdir/model_avg.pt ] ;;
+    *) true ;;
+  esac
+}
+
+# Signals. Bash runs a trap only between commands, so a stage's commands run in the
+# background and the script waits for them (`run CMD...`): a SIGTERM, SIGINT or SIGHUP
+# to run.sh then reaches on_signal at once, which sends SIGTERM to the running command and
+# everything under it (run.pl also stops its jobs; torchrun its workers) and exits 128+N.
+# Nothing is left running, and a rerun is the recovery (docs/failure_behaviour.md).
+child=""
+descendants() { local c; for c in $(pgrep -P "$1" 2>/dev/null); do descendants "$c"; echo "$c"; done; }
+on_signal() {
+  trap - TERM INT HUP
+  if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+    local tree
+    tree="$(descendants "$child") $child"
+    echo "$(basename "$0"): got SIG$1: stopping the running command and its children (pids $(echo $tree))" >&2
+    kill -TERM $tree 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  fi
+  exit "$2"
+}
+trap 'on_signal TERM 143' TERM
+trap 'on_signal INT 130' INT
+trap 'on_signal HUP 129' HUP
+run() { "$@" & child=$!; wait "$child"; local rc=$?; child=""; return $rc; }
 
 [ -n "$tag" ] || tag=$(basename "${train_config%.*}")
 expdir=exp/$tag
@@ -101,14 +145,14 @@ feat_sets=$(echo "$train_set $valid_set $test_sets" | tr ' ' '\n' | awk '!seen[$
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ] && [ -x local/prepare_corpus.sh ]; then
   log "stage 0: corpus preparation (local/prepare_corpus.sh $prepare_corpus_opts)"
-  local/prepare_corpus.sh $prepare_corpus_opts
+  run local/prepare_corpus.sh $prepare_corpus_opts
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: data preparation (local/data.sh $local_data_opts)"
-  local/data.sh $local_data_opts
+  run local/data.sh $local_data_opts
   for x in $feat_sets; do
-    validate_data_dir.sh data/$x
+    run validate_data_dir.sh data/$x
   done
 fi
 
@@ -121,10 +165,10 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     # one utt2lang for every text the lexicon reads (paired and unpaired)
     mkdir -p data/local
     cat data/$train_set/utt2lang ${text_only_set:+data/$text_only_set/utt2lang} | sort -u > data/local/utt2lang.lexicon
-    python -m toolkit.bin.make_lexicon $texts --utt2lang data/local/utt2lang.lexicon \
+    run python -m toolkit.bin.make_lexicon $texts --utt2lang data/local/utt2lang.lexicon \
       --langs $langs --out $lang_dir --nj $nj
   else
-    python -m toolkit.bin.make_lexicon $texts --lang $lang --out $lang_dir --nj $nj
+    run python -m toolkit.bin.make_lexicon $texts --lang $lang --out $lang_dir --nj $nj
   fi
 fi
 
@@ -133,11 +177,11 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "stage 3: sentencepiece wordpieces ($bpe_size) and token-sequence dumps"
   texts="--text data/$train_set/text"
   $bpe_train_text_only && [ -n "$text_only_set" ] && texts="$texts --text data/$text_only_set/text"
-  python -m toolkit.bin.train_wordpiece $texts --vocab-size $bpe_size --out $lang_dir
+  run python -m toolkit.bin.train_wordpiece $texts --vocab-size $bpe_size --out $lang_dir
   for x in $seq_sets; do
     extra=""
     [ -f data/$x/utt2lang ] && extra="--utt2lang data/$x/utt2lang"
-    python -m toolkit.bin.dump_text --lang-dir $lang_dir --bpe-model $bpe_model \
+    run python -m toolkit.bin.dump_text --lang-dir $lang_dir --bpe-model $bpe_model \
       --text data/$x/text --out dump/$x/seq $extra
   done
 fi
@@ -149,11 +193,11 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
     opts=""
     if [ "$x" = "$train_set" ] && $speed_perturb; then opts="--speed-perturb 0.9,1.0,1.1"; fi
     out=dump/$x
-    $train_cmd JOB=1:$nj $out/log/dump_feats.JOB.log \
+    run $train_cmd JOB=1:$nj $out/log/dump_feats.JOB.log \
       python -m toolkit.bin.dump_feats --data data/$x --out $out --nj $nj --job JOB $opts
-    python -m toolkit.bin.dump_feats --data data/$x --out $out --nj $nj --merge
+    run python -m toolkit.bin.dump_feats --data data/$x --out $out --nj $nj --merge
   done
-  python -m toolkit.bin.compute_cmvn --feats dump/$train_set/feats.scp --out dump/$train_set/cmvn.ark
+  run python -m toolkit.bin.compute_cmvn --feats dump/$train_set/feats.scp --out dump/$train_set/cmvn.ark
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
@@ -167,13 +211,13 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
         --lang-dir $lang_dir --bpe-model $bpe_model --cmvn dump/$train_set/cmvn.ark --exp $expdir"
   [ -n "$text_only_set" ] && args="$args --text-data dump/$text_only_set"
   if [ "$ngpu" -gt 1 ]; then
-    $cuda_cmd --gpu $ngpu $expdir/log/train.log \
+    run $cuda_cmd --gpu $ngpu $expdir/log/train.log \
       torchrun --standalone --nproc_per_node $ngpu -m toolkit.bin.train $args --ngpu $ngpu --resume $train_args
   else
     if [ "$ngpu" -eq 0 ]; then args="$args --num-threads $train_threads"; fi
-    python -m toolkit.bin.train $args --ngpu $ngpu --resume $train_args
+    run python -m toolkit.bin.train $args --ngpu $ngpu --resume $train_args
   fi
-  python -m toolkit.bin.average_checkpoints --exp $expdir --num $num_avg --out $expdir/model_avg.pt
+  run python -m toolkit.bin.average_checkpoints --exp $expdir --num $num_avg --out $expdir/model_avg.pt
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
@@ -183,11 +227,11 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     for x in $test_sets; do
       dir=$expdir/decode_${mode}_$x
       log "stage 6: decoding $x in $mode mode ($decode_method) -> $dir"
-      $decode_cmd JOB=1:$nj $dir/log/decode.JOB.log \
+      run $decode_cmd JOB=1:$nj $dir/log/decode.JOB.log \
         python -m toolkit.bin.decode --exp $expdir --model $expdir/model_avg.pt --data data/$x \
           --feats dump/$x/feats.scp --mode $mode --method $decode_method --beam $beam \
           --out $dir --nj $nj --job JOB $decode_args
-      python -m toolkit.bin.decode --merge --out $dir --nj $nj
+      run python -m toolkit.bin.decode --merge --out $dir --nj $nj
     done
   done
 fi
@@ -200,15 +244,15 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
     for x in $test_sets; do
       dir=$expdir/decode_${mode}_$x
       log "stage 7: scoring $dir"
-      python -m toolkit.bin.score --ref $dir/ref.trn --hyp $dir/hyp.trn --out $dir/score_wer
+      run python -m toolkit.bin.score --ref $dir/ref.trn --hyp $dir/hyp.trn --out $dir/score_wer
       if $cer; then
-        python -m toolkit.bin.score --ref $dir/ref.trn --hyp $dir/hyp.trn --out $dir/score_cer --cer
+        run python -m toolkit.bin.score --ref $dir/ref.trn --hyp $dir/hyp.trn --out $dir/score_cer --cer
       fi
     done
   done
   results_opts=""
   [ -n "$heldout_words" ] && [ -f "$heldout_words" ] && results_opts="--heldout-words $heldout_words"
-  python -m toolkit.bin.make_results --exp $expdir $results_opts
+  run python -m toolkit.bin.make_results --exp $expdir $results_opts
   cat $expdir/RESULTS.md
 fi
 
@@ -218,7 +262,7 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   for x in $analysis_sets; do require 8 dump/$x/feats.scp 4; require 8 dump/$x/seq 3; done
   for x in $analysis_sets; do
     log "stage 8: consistency analysis of $expdir on $x -> $expdir/analysis_$x (log: $expdir/analysis_$x.log)"
-    python -m toolkit.bin.analyze_alignment --exp $expdir --data dump/$x --out $expdir/analysis_$x \
+    run python -m toolkit.bin.analyze_alignment --exp $expdir --data dump/$x --out $expdir/analysis_$x \
       --max-utts $analysis_max_utts --num-threads $train_threads > $expdir/analysis_$x.log 2>&1 \
       || fail "stage 8: $(tail -n 1 $expdir/analysis_$x.log) (log: $expdir/analysis_$x.log)"
     cat $expdir/analysis_$x/consistency.md

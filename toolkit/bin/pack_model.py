@@ -9,9 +9,12 @@ Usage:
 The package holds the resolved config, the averaged weights, the CMVN stats, the
 wordpiece model and tokens.txt, the phoneme table and lexicon (when the experiment's
 lang dir has them) and a README.md with the experiment's RESULTS.md and the code version
-(toolkit version, git hash), each with its sha256 in manifest.json. It is verified on
-load: a missing or altered part, or parts that disagree (vocabulary size, feature
-dimension, weights vs config) are reported before any audio is decoded.
+(toolkit version, git hash), each with its size and sha256 in manifest.json. It is
+checked on load: a missing, unlisted, oversized or corrupted part, or parts that disagree
+(vocabulary size, feature dimension, weights vs config) are reported before any audio is
+decoded. The manifest detects corruption, not tampering: to let others check that a
+model is yours, publish the sha256 printed here; ``concord-transcribe --expect-sha256``
+refuses any other file.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import argparse
 import sys
 
 from toolkit.decode.package import pack_model
+from toolkit.decode.package_archive import package_digest
 from toolkit.utils.cli import cli
 
 
@@ -34,7 +38,9 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     out = pack_model(args.exp, args.out, args.model)
-    print(f"packed {args.exp} -> {out} (verified)")
+    digest = package_digest(out)
+    print(f"packed {args.exp} -> {out} (loads back); sha256 {digest} "
+          f"(publish it for concord-transcribe --expect-sha256)")
     return 0
 
 

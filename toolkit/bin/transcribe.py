@@ -2,18 +2,26 @@ r"""Transcribe your own audio files with a trained experiment or a packed model.
 
 Usage:
     concord-transcribe egs/mini/exp/train my.flac other.wav          # prints utt<TAB>text
-    python -m toolkit.bin.transcribe model.concord --wav-scp data/test/wav.scp --mode streaming
+    python -m toolkit.bin.transcribe model.concord --wav-scp data/test_clean/wav.scp --mode streaming
     concord-transcribe exp/big *.ogg --method beam --beam 8 --json > out.jsonl   # + word/token times
     concord-transcribe exp/big talk.mp3 --ctm talk.ctm                            # NIST CTM of the words
+    concord-transcribe mini.concord a.wav --expect-sha256 "$(cut -d' ' -f1 mini.concord.sha256)"
 
 Audio: anything libsndfile reads (wav, flac, ogg; mp3 with libsndfile >= 1.1), at any
 sample rate (resampled to 16 kHz with soxr), stereo mixed down; or a Kaldi ``wav.scp``
-(paths or ``cmd |``). Utterance ids are the file names without extension (the keys of a
+(paths or ``cmd |``). A file argument is only ever a file: a name ending in ``|`` is read
+as a file, never run (only wav.scp values run commands), and a FIFO, device or directory
+is refused. Utterance ids are the file names without extension (the keys of a
 wav.scp). A file that cannot be read is reported on stderr by name and the others are
 transcribed; the exit status is then 1. ``--mode full`` (default) decodes with the
 full-context second pass, ``--mode streaming`` with the streaming first pass, as it would
 run live. ``--json`` writes one JSON object per line: utt, text, duration, words and
 tokens with start/end seconds (the encoder frame each token was emitted in).
+
+A packed model is checked before it is used (members listed and bounded by its manifest,
+sha256 of each, config sizes against the weights): that detects corruption, not
+tampering. For a model from someone else, compare with the digest its publisher gives:
+``--expect-sha256 HEX`` refuses any other file.
 """
 from __future__ import annotations
 
@@ -25,9 +33,11 @@ from pathlib import Path
 from toolkit.utils.fileio import InputError, atomic_write
 from toolkit.utils.cli import cli
 
+PROG = "concord-transcribe"  # the one prefix of every message, whether run as the script or python -m
+
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="experiment dir (exp/<tag>) or packed model (*.concord file or dir)")
     p.add_argument("audio", nargs="*", help="audio files")
     p.add_argument("--wav-scp", default=None, help="Kaldi wav.scp: uttid -> path or 'cmd |'")
@@ -40,44 +50,52 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="full mode: files decoded together")
     p.add_argument("--json", action="store_true", help="JSON lines with word and token times instead of text")
     p.add_argument("--ctm", default=None, help="also write the words as a CTM file")
+    p.add_argument("--expect-sha256", default=None, metavar="HEX",
+                   help="refuse a packed model whose sha256 (of the .concord file; of manifest.json for a "
+                        "packed dir) is not HEX: the published digest gives authenticity, which the "
+                        "package's own manifest (corruption only) cannot")
     p.add_argument("--device", default="cpu")
     p.add_argument("--num-threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn off a terminal)")
     return p
 
 
-def list_inputs(args) -> list[tuple[str, str]]:
-    """(uttid, audio spec) for every file and wav.scp entry, in the order given."""
+def list_inputs(args) -> list[tuple[str, str, bool]]:
+    """(uttid, audio, from_wav_scp) for every file and wav.scp entry, in the order given.
+
+    A file argument is a file name as given (spaces kept, a final ``|`` is part of the
+    name); only a wav.scp value may be Kaldi's ``cmd |``.
+    """
     from toolkit.utils.kaldi_map import iter_kaldi_map
-    items = [(Path(a).stem, a) for a in args.audio]
+    items = [(Path(a).stem, a, False) for a in args.audio]
     if args.wav_scp:
-        items += [(u, spec) for _, u, spec in iter_kaldi_map(args.wav_scp)]
+        items += [(u, spec, True) for _, u, spec in iter_kaldi_map(args.wav_scp)]
     if not items:
-        raise InputError("concord-transcribe", "no audio: give files or --wav-scp")
+        raise InputError(PROG, "no audio: give files or --wav-scp")
     seen: dict[str, int] = {}
     unique = []
-    for u, spec in items:  # two files named a.wav in different dirs: a, a#2
+    for u, spec, scp in items:  # two files named a.wav in different dirs: a, a#2
         seen[u] = seen.get(u, 0) + 1
-        unique.append((u if seen[u] == 1 else f"{u}#{seen[u]}", spec))
+        unique.append((u if seen[u] == 1 else f"{u}#{seen[u]}", spec, scp))
     return unique
 
 
 def readable(items, failures: list[str]):
     """16 kHz samples of each item; an unreadable one is reported, counted and skipped."""
-    from toolkit.decode.transcriber import read_audio
-    for uttid, spec in items:
+    from toolkit.decode.transcriber import read_audio, read_wav_scp_value
+    for uttid, spec, from_wav_scp in items:
         try:
-            yield uttid, read_audio(spec, uttid)
+            yield uttid, (read_wav_scp_value(spec, uttid) if from_wav_scp else read_audio(spec, uttid))
         except InputError as e:
             failures.append(uttid)
-            print(f"concord-transcribe: skipped: {e}", file=sys.stderr, flush=True)
+            print(f"{PROG}: skipped: {e}", file=sys.stderr, flush=True)
 
 
 def ctm_lines(r) -> list[str]:
     return [f"{r.uttid} 1 {w.start:.3f} {w.end - w.start:.3f} {w.text}\n" for w in r.words]
 
 
-@cli
+@cli(prog=PROG)
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     from toolkit.decode.transcriber import Transcriber
@@ -85,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     from toolkit.utils.progress import progress_bar
     setup_cpu(args.num_threads)
     items = list_inputs(args)
-    asr = Transcriber.from_pretrained(args.model, device=args.device, mode=args.mode, method=args.method,
+    asr = Transcriber.from_pretrained(args.model, device=args.device, expect_sha256=args.expect_sha256,
+                                      mode=args.mode, method=args.method,
                                       beam=args.beam, blank_penalty=args.blank_penalty,
                                       ilm_weight=args.ilm_weight)
     failures: list[str] = []
@@ -104,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         with atomic_write(args.ctm) as f:
             f.writelines(ctm)
     if failures:
-        print(f"concord-transcribe: {len(failures)} of {len(items)} file(s) could not be read: "
+        print(f"{PROG}: {len(failures)} of {len(items)} file(s) could not be read: "
               f"{', '.join(failures)}", file=sys.stderr)
         return 1
     return 0

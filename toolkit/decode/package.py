@@ -1,7 +1,7 @@
 """A packed model: one file (a zip archive, ``*.concord``) or one directory holding all
-a trained model needs to transcribe, verified when loaded.
+a trained model needs to transcribe, checked when loaded.
 
-Members (all listed with their sha256 in ``manifest.json``):
+Members (all listed with their size and sha256 in ``manifest.json``):
 
     config.yaml    the experiment's resolved config; cmvn / bpe_model name members below
     model.pt       the (averaged) state dict, loaded with ``torch.load(weights_only=True)``
@@ -11,29 +11,49 @@ Members (all listed with their sha256 in ``manifest.json``):
     phones.txt, lexicon.txt   the phoneme table and lexicon, when the experiment's lang dir has them
     README.md      what the model is, its RESULTS.md, the code version it was packed with
 
-Loading checks, before any audio is touched: every member listed is present and has its
-checksum; the config builds the model; the state dict fits it (names and shapes); the
-wordpiece model, tokens.txt and the model agree on the vocabulary size; the CMVN
-dimension equals the model's feature dimension. Any failure is an InputError naming the
-package and the part.
+A packed model is untrusted input (it may come from anyone). Loading reads the manifest
+first and checks, in this order, before any audio is touched:
+
+1. every member is listed in the manifest (an unlisted one is refused, never inflated)
+   and every listed or required member is present, once;
+2. each member is inflated in chunks and stopped as soon as it exceeds its declared size
+   (format /2 declares sizes; a format /1 pack is bounded by the zip's own sizes), and a
+   declared size more than 100 times the member's compressed size (a zip bomb)
+   is refused before inflating; ``manifest.json`` and ``config.yaml`` are at most 1 MiB;
+3. each member's sha256 matches the manifest;
+4. model.pt is torch's zip with every record stored (as torch.save writes it: nothing in
+   it inflates past its size); the config's sizes fit the weights: the model is built on
+   the ``meta`` device (no memory) and its parameter names and shapes compared with
+   model.pt's, loaded with ``torch.load(weights_only=True)``; only then is the real model
+   built;
+5. the wordpiece model, tokens.txt and the model agree on the vocabulary size; the CMVN
+   dimension equals the model's feature dimension.
+
+Nothing is extracted to disk (steps 1-3: :mod:`toolkit.decode.package_archive`). Any
+failure is an InputError naming the package and the part.
+
+The sha256 manifest detects corruption (a truncated download, a damaged disk), not
+tampering: whoever can change a member can rewrite the manifest too. For authenticity,
+publish the sha256 of the whole ``.concord`` file (``sha256sum mini.concord``) beside it
+and load with ``expect_sha256`` (``concord-transcribe --expect-sha256 HEX``); for a
+packed directory the digest is that of its ``manifest.json`` (which lists every member's
+digest).
 """
 from __future__ import annotations
 
 import copy
 import datetime
-import hashlib
 import io
 import json
 import os
 import zipfile
 from pathlib import Path
 
+from toolkit.decode.package_archive import FORMAT, check_digest, read_members, sha256
 from toolkit.utils.config import dump_yaml
 from toolkit.utils.fileio import InputError, atomic_write
 from toolkit.utils.version import code_version
 
-FORMAT = "concord-packed-model/1"
-REQUIRED = ("config.yaml", "model.pt", "cmvn.ark", "wp.model", "tokens.txt", "README.md")
 # config keys that name training data on the packing machine: meaningless elsewhere
 DATA_KEYS = ("train_data", "valid_data", "text_data", "lang_dir")
 
@@ -43,10 +63,6 @@ def is_package(path: str | os.PathLike) -> bool:
     if path.is_dir():
         return (path / "manifest.json").exists()
     return path.is_file() and zipfile.is_zipfile(path)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _member_sources(exp_dir: Path, config: dict, model_path: Path) -> dict[str, Path]:
@@ -81,7 +97,7 @@ def pack_model(exp_dir: str | os.PathLike, out: str | os.PathLike,
     """Pack ``exp_dir`` (config.yaml, model_avg.pt or ``model_path``) into ``out``.
 
     ``out`` ending in ``.concord`` (or ``.zip``) is written as one zip file, anything else
-    as a directory. The result is verified by loading it back.
+    as a directory. The result is checked by loading it back.
     """
     from toolkit.utils.config import load_yaml
     exp_dir, out = Path(exp_dir), Path(out)
@@ -99,7 +115,8 @@ def pack_model(exp_dir: str | os.PathLike, out: str | os.PathLike,
     members["README.md"] = _readme(exp_dir, config, version).encode("utf-8")
     manifest = {"format": FORMAT, **{f"{k}_version": v for k, v in version.items()},
                 "vocab_size": config["vocab_size"], "num_phones": config["num_phones"],
-                "files": {name: _sha256(data) for name, data in sorted(members.items())}}
+                "files": {name: {"sha256": sha256(data), "size": len(data)}
+                          for name, data in sorted(members.items())}}
     members["manifest.json"] = json.dumps(manifest, indent=1).encode("utf-8")
     if out.suffix in (".concord", ".zip"):
         with atomic_write(out, "wb") as f:
@@ -116,38 +133,48 @@ def pack_model(exp_dir: str | os.PathLike, out: str | os.PathLike,
     return out
 
 
-def read_members(path: str | os.PathLike) -> dict[str, bytes]:
-    """Every member of a packed model (file or dir), checksums verified against the manifest."""
-    path = Path(path)
-    if path.is_dir():
-        names = [p.name for p in path.iterdir() if p.is_file()]
-        members = {n: (path / n).read_bytes() for n in names}
-    else:
-        try:
-            with zipfile.ZipFile(path) as z:
-                members = {n: z.read(n) for n in z.namelist()}
-        except (OSError, zipfile.BadZipFile) as e:
-            raise InputError(path, f"not a packed model (zip archive): {e}") from None
-    if "manifest.json" not in members:
-        raise InputError(path, "no manifest.json: not a Concord packed model")
+def _check_stored_only(path: Path, model_pt: bytes) -> None:
+    """model.pt is torch's zip format with every record stored, as torch.save writes it: a
+    compressed record inside (a second zip bomb, past the package's bounds) is refused."""
     try:
-        manifest = json.loads(members["manifest.json"])
-    except ValueError as e:
-        raise InputError(path, f"manifest.json is not JSON: {e}") from None
-    if manifest.get("format") != FORMAT:
-        raise InputError(path, f"format {manifest.get('format')!r}, this toolkit reads {FORMAT!r}")
-    files = manifest.get("files", {})
-    missing = [n for n in (*REQUIRED, *files) if n not in members]
-    if missing:
-        raise InputError(path, f"missing part(s): {', '.join(sorted(set(missing)))}")
-    for name, digest in files.items():
-        if _sha256(members[name]) != digest:
-            raise InputError(path, f"{name}: checksum mismatch (the file was changed or truncated)")
-    return members
+        with zipfile.ZipFile(io.BytesIO(model_pt)) as z:
+            packed = [i.filename for i in z.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    except zipfile.BadZipFile:
+        raise InputError(path, "model.pt is not torch's zip format (torch.save)") from None
+    if packed:
+        raise InputError(path, f"model.pt has {len(packed)} compressed record(s) (e.g. {packed[0]}); "
+                               "torch.save writes none: refused")
 
 
-def load_package(path: str | os.PathLike, device: str = "cpu"):
-    """A verified packed model as a :class:`toolkit.models.experiment.Experiment`."""
+def _check_weights_fit(path: Path, config: dict, state) -> None:
+    """Names and shapes of ``state`` against the model ``config`` builds on the meta device
+    (no memory is allocated, whatever sizes the config names)."""
+    import torch
+    from toolkit.models import build_model
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(path, "model.pt does not fit the config: not a state dict of tensors")
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
+    except (ValueError, TypeError, KeyError) as e:
+        raise InputError(path, f"config.yaml does not build a model: {e}") from None
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if set(expected) != set(found):
+        missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+        raise InputError(path, f"model.pt does not fit the config: missing {missing[:3]}, unexpected {extra[:3]}")
+    wrong = [k for k in expected if expected[k] != found[k]]
+    if wrong:
+        k = wrong[0]
+        raise InputError(path, f"model.pt does not fit the config: {len(wrong)} tensor(s) of another size, "
+                               f"e.g. {k}: config.yaml makes {expected[k]}, model.pt holds {found[k]}")
+
+
+def load_package(path: str | os.PathLike, device: str = "cpu", expect_sha256: str | None = None):
+    """A checked packed model as a :class:`toolkit.models.experiment.Experiment`.
+
+    ``expect_sha256``: the published digest of the package file (of manifest.json for a
+    directory); anything else is refused before a member is read.
+    """
     import numpy as np
     import torch
     import yaml
@@ -159,16 +186,32 @@ def load_package(path: str | os.PathLike, device: str = "cpu"):
     from toolkit.models import build_model, resolve_model_config
     from toolkit.text.wordpiece import load_wordpiece
 
-    members = read_members(path)
-    config = yaml.safe_load(members["config.yaml"])
+    path = Path(path)
+    if path.is_dir():
+        if expect_sha256 is not None:
+            check_digest(path, expect_sha256)
+        members = read_members(path)
+    else:
+        with open(path, "rb") as f:  # one open file: the digest is of the bytes that are loaded
+            if expect_sha256 is not None:
+                check_digest(path, expect_sha256, f)
+            members = read_members(path, f)
     try:
-        model = build_model(config)
-    except (ValueError, TypeError) as e:
-        raise InputError(path, f"config.yaml does not build a model: {e}") from None
+        config = yaml.safe_load(members["config.yaml"])
+    except yaml.YAMLError as e:
+        raise InputError(path, f"config.yaml is not YAML: {e}") from None
+    if not isinstance(config, dict):
+        raise InputError(path, "config.yaml is not a mapping")
+    _check_stored_only(path, members["model.pt"])
     try:
         state = torch.load(io.BytesIO(members["model.pt"]), map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, ValueError, EOFError) as e:
+        raise InputError(path, f"model.pt is not a weights-only state dict: {str(e).splitlines()[0]}") from None
+    _check_weights_fit(path, config, state)
+    try:
+        model = build_model(config)
         model.load_state_dict(state)
-    except (RuntimeError, OSError, ValueError) as e:
+    except (RuntimeError, ValueError, TypeError) as e:
         raise InputError(path, f"model.pt does not fit the config: {str(e).splitlines()[0]}") from None
     try:
         sp = load_wordpiece(members["wp.model"], "wp.model")

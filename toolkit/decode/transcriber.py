@@ -10,12 +10,13 @@ Usage::
     stream = asr.stream()                                         # live audio, any sample rate
     stream.accept_waveform(samples, 44100); stream.result(); stream.finalize()
 
-Audio: a path (anything libsndfile reads: wav, flac, ogg, mp3), or float samples in
+Audio: a path (anything libsndfile reads: wav, flac, ogg, mp3; str, Path or bytes; a file
+name only, never a shell command, and only a regular file), or float samples in
 [-1, 1] with their ``sample_rate`` (default 16 kHz); other rates are resampled with
 soxr, several channels are averaged. Times (seconds) are those of the encoder frame at
 which the transducer emitted each token: a token is dated by the frame it came out in,
-which lags its sound by up to the model's latency; a word spans its first token's start to
-its last token's end.
+which lags its sound by up to the model's latency; a word spans its first token's start
+to the next word's start, at most 0.5 s past its last token (see :func:`timed_units`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import torch
 from toolkit.features.fbank import SAMPLE_RATE, FbankExtractor
 
 MODES = ("full", "streaming")
+PATH_TYPES = (str, bytes, os.PathLike)  # a file name (bytes: decoded with os.fsdecode), never a command
 
 
 @dataclass(frozen=True)
@@ -56,40 +58,76 @@ class Transcript:
                 "words": [unit(w) for w in self.words], "tokens": [unit(t) for t in self.tokens]}
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu"):
-    """An :class:`~toolkit.models.experiment.Experiment` from an experiment dir or a packed model."""
+def load_model(path: str | os.PathLike, device: str = "cpu", expect_sha256: str | None = None):
+    """An :class:`~toolkit.models.experiment.Experiment` from an experiment dir or a packed model.
+
+    ``expect_sha256``: the published sha256 of a packed model file (see
+    :mod:`toolkit.decode.package`); the package is refused unless it matches.
+    """
     from toolkit.decode.package import is_package, load_package
     from toolkit.models.experiment import load_experiment
     from toolkit.utils.fileio import InputError
     path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such path: give an experiment dir (exp/<tag>) or a packed model (*.concord)")
     if is_package(path):
-        return load_package(path, device)
+        return load_package(path, device, expect_sha256=expect_sha256)
+    if expect_sha256 is not None:
+        raise InputError(path, "--expect-sha256 checks a packed model; this is not one")
     if path.is_dir() and (path / "config.yaml").exists():
         return load_experiment(path, device=device)
-    raise InputError(path, "neither an experiment dir (config.yaml + model_avg.pt) nor a packed model")
+    tags = sorted(p.name for p in path.iterdir() if (p / "config.yaml").exists()) if path.is_dir() else []
+    hint = f" (experiment dirs in it: {', '.join(str(path / t) for t in tags)})" if tags else ""
+    raise InputError(path, "neither an experiment dir (config.yaml + model_avg.pt) nor a packed model" + hint)
 
 
-def read_audio(spec: str | os.PathLike, uttid: str | None = None) -> np.ndarray:
-    """16 kHz mono float32 samples of an audio file (or a wav.scp ``cmd |`` value)."""
+def read_audio(path: str | bytes | os.PathLike, uttid: str | None = None) -> np.ndarray:
+    """16 kHz mono float32 samples of an audio file: a file name, never a command (see
+    :func:`~toolkit.features.audio.read_audio_file`; FIFOs, devices and directories are refused)."""
+    from toolkit.features.audio import audio_path, read_audio_file, resample
+    path = audio_path(path)
+    uttid = uttid or Path(path).stem
+    samples, rate = read_audio_file(path, uttid)
+    return resample(samples, rate, SAMPLE_RATE, uttid, path)
+
+
+def read_wav_scp_value(spec: str, uttid: str) -> np.ndarray:
+    """16 kHz mono float32 samples of a wav.scp value (a path or Kaldi's ``cmd |``)."""
     from toolkit.features.audio import read_recording, resample
-    uttid = uttid or Path(str(spec)).stem
-    samples, rate = read_recording(str(spec), uttid)
-    return resample(samples, rate, SAMPLE_RATE, uttid, str(spec))
+    samples, rate = read_recording(spec, uttid)
+    return resample(samples, rate, SAMPLE_RATE, uttid, spec.strip())
 
 
-def timed_units(sp, ids: Sequence[int], frames: Sequence[int], frame_s: float):
-    """(tokens, words) as TimedUnits: token i spans its emission frame; words group pieces at '▁'."""
+WORD_TAIL_S = 0.5  # a word lasts at most this long past its last token: a longer pause is not the word
+
+
+def timed_units(sp, ids: Sequence[int], frames: Sequence[int], frame_s: float, audio_s: float | None = None):
+    """(tokens, words) as TimedUnits; words group pieces at '▁'.
+
+    Token i spans its emission frame. A word starts at its first token and lasts until the
+    next word starts (so a one-token word is not one frame long), but never past the next
+    word's start, at most WORD_TAIL_S past its last token's frame, and (the last word) not
+    past ``audio_s``.
+    """
     tokens = tuple(TimedUnit(sp.id_to_piece(i), f * frame_s, (f + 1) * frame_s) for i, f in zip(ids, frames))
     groups: list[list[int]] = []
     for k, tok in enumerate(tokens):
         if tok.text.startswith("\u2581") or not groups:
             groups.append([])
         groups[-1].append(k)
-    words = []
+    spans = []
     for g in groups:
         word = sp.decode([ids[k] for k in g]).strip()
         if word:
-            words.append(TimedUnit(word, tokens[g[0]].start, tokens[g[-1]].end))
+            spans.append((word, tokens[g[0]].start, tokens[g[-1]].end))
+    words = []
+    for n, (word, start, last_end) in enumerate(spans):
+        end = last_end + WORD_TAIL_S
+        if n + 1 < len(spans):
+            end = min(end, spans[n + 1][1])
+        elif audio_s is not None:
+            end = min(end, max(audio_s, last_end))
+        words.append(TimedUnit(word, start, max(start, end)))
     return tokens, tuple(words)
 
 
@@ -108,15 +146,17 @@ class Transcriber:
         self.frame_s = 0.01 * self.model.audio_encoder.frames_per_output  # seconds per encoder frame
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: str = "cpu", **settings) -> "Transcriber":
-        """From an experiment dir (``exp/<tag>``) or a packed model (``*.concord`` file or dir)."""
-        return cls(load_model(path, device), **settings)
+    def from_pretrained(cls, path: str | os.PathLike, device: str = "cpu", expect_sha256: str | None = None,
+                        **settings) -> "Transcriber":
+        """From an experiment dir (``exp/<tag>``) or a packed model (``*.concord`` file or dir);
+        ``expect_sha256``: the packed model's published digest, checked before it is read."""
+        return cls(load_model(path, device, expect_sha256), **settings)
 
     # --- whole utterances ---------------------------------------------------------------
     def transcribe(self, audio, mode: str | None = None, sample_rate: int = SAMPLE_RATE,
                    batch_size: int = 8):
         """One path / array -> a Transcript; a list of them -> a list (ids: file stems or ``utt<i>``)."""
-        single = isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor))
+        single = isinstance(audio, PATH_TYPES + (np.ndarray, torch.Tensor))
         items = [audio] if single else list(audio)
         named = [(self._name(a, i), a) for i, a in enumerate(items)]
         results = self.transcribe_named(((u, self._samples(a, u, sample_rate)) for u, a in named),
@@ -177,11 +217,11 @@ class Transcriber:
 
     @staticmethod
     def _name(audio, index: int) -> str:
-        return Path(str(audio)).stem if isinstance(audio, (str, os.PathLike)) else f"utt{index}"
+        return Path(os.fsdecode(audio)).stem if isinstance(audio, PATH_TYPES) else f"utt{index}"
 
     @staticmethod
     def _samples(audio, uttid: str, sample_rate: int) -> np.ndarray:
-        if isinstance(audio, (str, os.PathLike)):
+        if isinstance(audio, PATH_TYPES):
             return read_audio(audio, uttid)
         from toolkit.features.audio import resample
         x = np.asarray(audio.cpu().numpy() if isinstance(audio, torch.Tensor) else audio, dtype=np.float32)
@@ -190,7 +230,7 @@ class Transcriber:
         return resample(x.reshape(-1), sample_rate, SAMPLE_RATE, uttid, "<array>")
 
     def _transcript(self, uttid, num_samples, ids, frames, compute_s) -> Transcript:
-        tokens, words = timed_units(self.sp, ids, frames, self.frame_s)
+        tokens, words = timed_units(self.sp, ids, frames, self.frame_s, num_samples / SAMPLE_RATE)
         return Transcript(uttid, self.sp.decode(list(ids)), tokens, words, num_samples / SAMPLE_RATE, compute_s)
 
 

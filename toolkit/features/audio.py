@@ -1,9 +1,19 @@
 """Read an utterance's samples from a Kaldi data dir entry, resampled to the target rate.
 
-``wav.scp`` values are a path (anything libsndfile reads: wav, flac, ogg, mp3) or a shell
-command ending in ``|`` whose stdout is audio. ``segments`` cut a recording by seconds.
-Every failure raises :class:`~toolkit.utils.fileio.InputError` naming the utterance and
-the file (or command).
+Two readers, because a path and a wav.scp value are not the same kind of input:
+
+- :func:`read_audio_file` reads a path given as a file (``concord-transcribe`` arguments,
+  ``Transcriber.transcribe("x.wav")``). It is a file name and nothing else: a name ending in
+  ``|`` is a file, never a command, and leading or trailing spaces are part of the name.
+  Only a regular file is read: a FIFO, device, socket or directory is refused (a FIFO
+  would block the reader forever), and ``bytes`` paths are decoded with ``os.fsdecode``.
+- :func:`read_recording` reads a ``wav.scp`` value, which is Kaldi's convention: a path
+  (surrounding spaces are separators) or a shell command ending in ``|`` whose stdout is
+  audio. The command runs because whoever wrote the wav.scp asked for it; a value that
+  came from a file name never reaches this function.
+
+``segments`` cut a recording by seconds. Every failure raises
+:class:`~toolkit.utils.fileio.InputError` naming the utterance and the file (or command).
 
 Policies (never silent: callers count them, the dump reports them in its log):
 - multi-channel audio is mixed down to mono (the mean of the channels), not channel 0
@@ -15,6 +25,8 @@ Policies (never silent: callers count them, the dump reports them in its log):
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 import subprocess
 
@@ -49,29 +61,85 @@ def declared_wav_frames(head: bytes) -> int | None:
     return None
 
 
+def audio_path(path: str | bytes | os.PathLike) -> str:
+    """A path given as a file, as ``str``: bytes decoded with ``os.fsdecode``, nothing stripped.
+
+    Raises TypeError for anything that is not a path (an int would be read as a file
+    descriptor by ``open``, which is never what a caller meant).
+    """
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"an audio path must be str, bytes or os.PathLike, not {type(path).__name__}")
+    return os.fsdecode(os.fspath(path))
+
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                (stat.S_ISSOCK, "a socket"))
+
+
+def open_regular_file(path: str, uttid: str) -> io.BufferedReader:
+    """``path`` opened for reading if it is a regular file; InputError naming it otherwise.
+
+    Opened with O_NONBLOCK and checked with fstat on the open descriptor, so a FIFO is
+    refused without waiting for a writer, and a file swapped for a FIFO between a check
+    and the open cannot block either.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise InputError(repr(path) if path != path.strip() else path,
+                         f"utterance '{uttid}': no such file") from None
+    except IsADirectoryError:
+        raise InputError(path, f"utterance '{uttid}': is a directory, not an audio file") from None
+    except OSError as e:
+        raise InputError(path, f"utterance '{uttid}': cannot open: {e.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+        raise InputError(path, f"utterance '{uttid}': is {kind}, not an audio file: refused")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_audio_file(path: str | bytes | os.PathLike, uttid: str,
+                    stats: dict | None = None) -> tuple[np.ndarray, int]:
+    """``(samples float32 (N,) in [-1, 1], sample_rate)`` of an audio file, mixed down to mono.
+
+    ``path`` is a file name, never a command (see the module doc); only regular files are
+    read. ``stats`` (optional) counts ``mixed_down`` recordings, for the caller's summary.
+    """
+    path = audio_path(path)
+    with open_regular_file(path, uttid) as f:
+        head = f.read(65536)
+        f.seek(0)
+        return decode_audio(f, path, head, uttid, stats)
+
+
 def read_recording(spec: str, uttid: str, stats: dict | None = None) -> tuple[np.ndarray, int]:
     """``(samples float32 (N,) in [-1, 1], sample_rate)`` of a wav.scp value, mixed down to mono.
 
+    A value ending in ``|`` is a shell command (Kaldi's convention, for wav.scp values
+    only); anything else is a path, read by :func:`read_audio_file`.
     ``stats`` (optional) counts ``mixed_down`` recordings, for the caller's summary.
     """
     spec = spec.strip()
-    if spec.endswith("|"):
-        cmd = spec[:-1].strip()
-        try:
-            proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-        except OSError as e:
-            raise InputError(cmd, f"utterance '{uttid}': cannot run command: {e}") from None
-        if proc.returncode != 0:
-            err = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-            raise InputError(cmd, f"utterance '{uttid}': command exited with {proc.returncode}: {err[0]}")
-        source, where, head = io.BytesIO(proc.stdout), cmd, proc.stdout[:65536]
-    else:
-        source, where = spec, spec
-        try:
-            with open(spec, "rb") as f:
-                head = f.read(65536)
-        except OSError:
-            head = b""  # sf.read below names the problem
+    if not spec.endswith("|"):
+        return read_audio_file(spec, uttid, stats)
+    cmd = spec[:-1].strip()
+    try:
+        proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    except OSError as e:
+        raise InputError(cmd, f"utterance '{uttid}': cannot run command: {e}") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        raise InputError(cmd, f"utterance '{uttid}': command exited with {proc.returncode}: {err[0]}")
+    return decode_audio(io.BytesIO(proc.stdout), cmd, proc.stdout[:65536], uttid, stats)
+
+
+def decode_audio(source, where: str, head: bytes, uttid: str, stats: dict | None) -> tuple[np.ndarray, int]:
+    """Decode an open audio stream (``head``: its first bytes, to check a WAV's declared length)."""
     try:
         samples, rate = sf.read(source, dtype="float32", always_2d=True)  # (N, C)
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError...

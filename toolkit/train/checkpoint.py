@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toolkit.train.guard import NO_SPACE, no_space_message
 from toolkit.utils.fileio import InputError, atomic_write
 
 log = logging.getLogger(__name__)
@@ -71,11 +72,44 @@ def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+class _WriteErrors:
+    """A file that remembers the OSError its write raised: torch.save reports that as a
+    RuntimeError ("inline_container.cc ... unexpected pos"), which says nothing of the cause."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
 def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, state: dict, keep_last: int = 0) -> Path:
-    """Write ``ckpt-<step>.pt`` atomically; then :func:`rotate` to ``keep_last`` (0: keep all)."""
+    """Write ``ckpt-<step>.pt`` atomically; then :func:`rotate` to ``keep_last`` (0: keep all).
+
+    A full disk (ENOSPC, EDQUOT) raises OSError "no space left on <dir> ...": the temp file
+    is removed and the checkpoints already written are untouched.
+    """
     path = checkpoint_path(ckpt_dir, step)
-    with atomic_write(path, "wb") as f:
-        torch.save(state, f)
+    try:
+        with atomic_write(path, "wb") as f:
+            sink = _WriteErrors(f)
+            try:
+                torch.save(state, sink)
+            except RuntimeError:
+                if sink.error is not None:
+                    raise sink.error from None
+                raise
+    except OSError as e:
+        if e.errno in NO_SPACE:
+            raise OSError(e.errno, no_space_message(path.parent, path.name)) from None
+        raise
     if keep_last > 0:
         rotate(ckpt_dir, keep_last)
     return path

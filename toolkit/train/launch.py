@@ -1,6 +1,7 @@
 """Set up one rank's training run from a resolved config: data, model, experiment dir."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -173,11 +174,23 @@ def make_detokenizer(bpe_model: str | None):
 
 def run_training(conf: dict, exp: Path, info: DistInfo, argv: list[str], resume: bool = False,
                  build_model=None):
-    """Everything ``python -m toolkit.bin.train`` does after parsing; returns the Progress."""
-    from toolkit.train.checkpoint import list_checkpoints
-    from toolkit.train.trainer import Trainer
+    """Everything ``python -m toolkit.bin.train`` does after parsing; returns the Progress.
+
+    Rank 0 holds ``<exp>/train.lock`` throughout: a second run into ``exp`` is refused.
+    """
+    from toolkit.train.guard import ExperimentLock
     exp = Path(exp)
     setup_logging(exp, info)
+    with ExperimentLock(exp) if info.is_main else contextlib.nullcontext():
+        return _run_training(conf, exp, info, argv, resume, build_model)
+
+
+def _run_training(conf: dict, exp: Path, info: DistInfo, argv: list[str], resume: bool, build_model):
+    from toolkit.train.checkpoint import list_checkpoints
+    from toolkit.train.guard import remove_stale_temp_files
+    from toolkit.train.trainer import Trainer
+    if info.is_main:
+        remove_stale_temp_files(exp / "checkpoints")
     if not resume and list_checkpoints(exp / "checkpoints"):
         raise ConfigError(f"{exp} already has checkpoints: pass --resume to continue, or use a new --exp")
     paired, text, valid, langs = load_data(conf)  # draws no random numbers

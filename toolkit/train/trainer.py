@@ -152,7 +152,11 @@ class Trainer:
     def save(self) -> None:
         state = self.state_dict()  # collective (RNG gather): every rank takes part
         if self.info.is_main:
-            path = ckpt.save_checkpoint(self.ckpt_dir, self.progress.step, state, self.conf["keep_last"])
+            try:
+                path = ckpt.save_checkpoint(self.ckpt_dir, self.progress.step, state, self.conf["keep_last"])
+            except OSError as e:  # in train.log too, not only on the terminal that may be gone
+                log.error("checkpoint of step %d not saved: %s", self.progress.step, e.strerror or e)
+                raise
             log.info("saved %s (epoch %d, batch %d)", path, self.progress.epoch, self.progress.position)
         barrier()
 

@@ -107,9 +107,15 @@ def _report(prog: str, message: str, verbose: bool) -> None:
     print(f"{prog}: error: {message}", file=sys.stderr)
 
 
-def cli(main: Callable) -> Callable:
-    """Decorator form of :func:`run_cli`: ``main(argv=None, **kwargs) -> int``."""
-    @functools.wraps(main)
-    def wrapped(argv: Sequence[str] | None = None, **kwargs) -> int:
-        return run_cli(main, argv, **kwargs)
-    return wrapped
+def cli(main: Callable | None = None, *, prog: str | None = None) -> Callable:
+    """Decorator form of :func:`run_cli`: ``main(argv=None, **kwargs) -> int``.
+
+    ``@cli`` names the tool after its module; ``@cli(prog="concord-transcribe")`` gives the
+    name users type (errors then read ``concord-transcribe: error: ...``).
+    """
+    def wrap(main: Callable) -> Callable:
+        @functools.wraps(main)
+        def wrapped(argv: Sequence[str] | None = None, **kwargs) -> int:
+            return run_cli(main, argv, prog=prog, **kwargs)
+        return wrapped
+    return wrap if main is None else wrap(main)
