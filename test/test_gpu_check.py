@@ -110,3 +110,40 @@ def test_a_worker_that_dies_without_a_result_is_an_error_row_with_its_last_line(
     assert res.status == "error"
     assert res.notes[0].startswith("exit 2: ") and "invalid choice: 'no_such_step'" in res.notes[0]
     assert "invalid choice" in (tmp_path / "logs" / "no_such_step.log").read_text()
+
+
+def test_a_step_past_its_limit_is_killed_with_its_children_and_reported_as_timeout(tmp_path, monkeypatch):
+    import time
+    pid_file = tmp_path / "child.pid"
+    sleeper = tmp_path / "sleeper.py"   # stands in for the worker: it starts a child that would outlive it
+    sleeper.write_text("import subprocess, time\n"
+                       "child = subprocess.Popen(['sleep', '300'])\n"
+                       f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+                       "time.sleep(300)\n")
+    monkeypatch.setattr(gpu_check.subprocess, "Popen", _popen_running(sleeper))
+    t0 = time.monotonic()
+    res = gpu_check.run_worker(Step("alignment_dp", "", 1), 5, tmp_path)
+    assert res.status == "timeout" and res.notes == ["killed at the budget's 5 s"]
+    assert time.monotonic() - t0 < 60
+    child = int(pid_file.read_text())
+    for _ in range(50):
+        if not _alive(child):
+            break
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _popen_running(script):
+    real = subprocess.Popen
+
+    def popen(cmd, **kw):
+        return real([sys.executable, str(script)], **kw)
+    return popen

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -97,10 +98,14 @@ def run_worker(step: Step, time_limit_s: float, out_dir: Path) -> StepResult:
     root = str(Path(__file__).resolve().parents[2])  # this toolkit, whatever the working dir
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     with open(logs / f"{step.name}.log", "w", encoding="utf-8") as log:
+        # its own process group, so that a step killed at the limit takes its children along
+        # (pytest, torchrun's ranks, bench_transducer's workers) and frees the device
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=time_limit_s,
-                                  start_new_session=True)
+            proc.wait(timeout=time_limit_s)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             return StepResult(step.name, "timeout", 0.0, notes=[f"killed at the budget's {time_limit_s:.0f} s"])
     if not result_file.exists():
         tail = _tail(logs / f"{step.name}.log")
