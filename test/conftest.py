@@ -117,3 +117,28 @@ def nvvm_available() -> bool:
         return nvvm.is_available()
     except Exception:
         return False
+
+
+# ---- CUDA paths -----------------------------------------------------------------------
+# Tests marked ``cuda`` cover the CUDA kernels and device paths. Without a GPU the kernel
+# equalities run in numba's CUDA simulator (the ``*_in_the_cuda_simulator`` tests) and the
+# device-only tests skip. ``CONCORD_CUDA_TESTS=device pytest -m cuda`` (what concord-gpu-check
+# runs) takes the simulator away, so the same equalities run on the real device, and makes
+# the device-only tests fail instead of skipping when no device is visible.
+CUDA_TESTS_ON_DEVICE = os.environ.get("CONCORD_CUDA_TESTS", "") == "device"
+
+
+def cuda_kernel_env(**extra) -> dict:
+    """Environment for a subprocess that runs the numba.cuda kernels: the simulator, or the
+    device when CONCORD_CUDA_TESTS=device."""
+    env = {**os.environ, **extra}
+    if CUDA_TESTS_ON_DEVICE:
+        env.pop("NUMBA_ENABLE_CUDASIM", None)
+    else:
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    return env
+
+
+def needs_cuda_device(available: bool):
+    """skipif for a device-only test: skipped without a device, unless the run asked for the device."""
+    return pytest.mark.skipif(not (available or CUDA_TESTS_ON_DEVICE), reason="needs a CUDA device")

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import nvvm_available
+from conftest import cuda_kernel_env, needs_cuda_device, nvvm_available
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -364,6 +364,7 @@ def test_parallel_kernel_loaded_from_numba_cache_is_parallel(which, tmp_path):
     assert out.stdout.strip() in ("workqueue", "omp", "tbb")
 
 
+@pytest.mark.cuda
 def test_cuda_kernels_agree_with_numba_in_the_cuda_simulator():
     code = (
         "import numpy as np, torch\n"
@@ -375,11 +376,12 @@ def test_cuda_kernels_agree_with_numba_in_the_cuda_simulator():
         "    b = Nb.best_path_numba(c, n, m, pat)\n"
         "    assert all(np.array_equal(x, y.numpy()) for x, y in zip(a, b)), pat\n"
         "print('ok')\n")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env = cuda_kernel_env()
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not nvvm_available(), reason="needs libNVVM to compile PTX")
 def test_cuda_kernels_compile_to_ptx_for_hopper():
     from numba import cuda, types
@@ -390,7 +392,8 @@ def test_cuda_kernels_compile_to_ptx_for_hopper():
         assert ".shared" in ptx and "bar.sync" in ptx, name  # rows in shared memory, block barriers
 
 
-@pytest.mark.skipif(not best_alignment_cuda.available(), reason="needs a CUDA device")
+@pytest.mark.cuda
+@needs_cuda_device(best_alignment_cuda.available())
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_cuda_kernel_equals_cpu_kernel(pattern):
     cost, n, m = _random_problem(5, P=8, N=120, M=40)
@@ -546,6 +549,7 @@ def test_numba_kernel_alone_never_backtraces_off_the_alignment_on_nonfinite_cost
         assert bool(torch.isfinite(dp[p])) == (p not in bad), p
 
 
+@pytest.mark.cuda
 def test_cuda_kernels_give_valid_paths_on_nonfinite_cost_in_the_cuda_simulator():
     code = (
         "import sys, numpy as np, torch\n"
@@ -563,7 +567,7 @@ def test_cuda_kernels_give_valid_paths_on_nonfinite_cost_in_the_cuda_simulator()
         "        if p not in bad:\n"
         "            assert all(np.array_equal(x[p], y[p].numpy()) for x, y in zip((fr, tk, ln, dp), ref)), (pat, p)\n"
         "print('ok')\n") % str(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env = cuda_kernel_env()
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 

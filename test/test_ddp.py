@@ -92,3 +92,23 @@ def test_ranks_saw_different_data(root):
     single = make_trainer(root, DistInfo(0, 1, 0, torch.device("cpu")))
     b0, b1 = (first_batches(single, r, 1)[0][1]["uttids"] for r in range(WORLD))
     assert not set(b0) & set(b1)
+
+
+@pytest.mark.slow
+def test_torchrun_with_one_process_trains_through_ddp(tmp_path):
+    """torchrun --nproc_per_node 1 joins a process group and wraps the model in DDP (gloo here,
+    NCCL on a GPU: concord-gpu-check's ddp_torchrun step), rather than silently training unwrapped."""
+    from toolkit.bench.gpu_steps import torchrun_training
+    ok, figures, notes = torchrun_training(tmp_path, ngpu=0, steps=2, timeout=600)
+    got = dict(figures)
+    assert got["wrapped in DDP"] == "True (gloo)" and got["steps"] == "2 of 2" and got["exit"] == 0, (figures, notes)
+    assert ok
+
+
+def test_without_torchrun_variables_no_process_group_is_started(monkeypatch):
+    from toolkit.train.distributed import init_distributed, launched_by_torchrun
+    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    assert not launched_by_torchrun()
+    info = init_distributed(0)
+    assert (info.rank, info.world_size) == (0, 1) and not dist.is_initialized()

