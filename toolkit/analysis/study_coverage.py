@@ -32,7 +32,7 @@ def _errors(rng, words: np.ndarray, p: np.ndarray, shifts: np.ndarray) -> np.nda
     return rng.binomial(words[None, :].astype(np.int64), probs).astype(np.float64)
 
 
-def simulate(n_seeds: int, n_sims: int, seed: int = 0, utts: int = 300, seed_sd: float = 0.015,
+def simulate(n_seeds: int, n_sims: int, seed: int = 0, utts: int = 1000, seed_sd: float = 0.015,
              n_boot: int = 1000) -> dict[str, float]:
     """Coverage (share of simulations whose 95 % interval holds 0) of each interval."""
     rng = np.random.default_rng(seed)
@@ -59,7 +59,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="3,4,5", help="comma-separated seed counts per condition")
     p.add_argument("--sims", type=int, default=400, help="simulated studies per seed count")
     p.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
-    p.add_argument("--utts", type=int, default=300, help="test utterances per simulated study")
+    p.add_argument("--utts", type=int, default=1000, help="test utterances per simulated study (the studies: 1000)")
     return p
 
 

@@ -1,8 +1,12 @@
-"""STUDY.md from a study's finished cells alone: tables, intervals, plots, a verdict per claim.
+"""STUDY.md from a study's finished cells alone: verdicts, tables, intervals, plots.
 
 Only cells of one code and data version are compared (the version most cells have); any
-other cell is listed in the appendix and left out of every table. Every number in the
-report is computed here from the cells' ``cell.json`` files (see toolkit/analysis/study.py).
+other cell is listed in the appendix and left out of every table. Every number and every
+setting the report states (decode method, beam, blank penalty, averaged checkpoints, the seed
+of the over-training table) is read from the cells (``cell.json`` and the files archived
+beside it, toolkit/analysis/study_cells.py); a grid with few or no finished cells gives a
+report that says which cells have not run. Verdicts and statistics:
+toolkit/analysis/study_verdicts.py.
 """
 from __future__ import annotations
 
@@ -11,18 +15,10 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from toolkit.analysis.study_stats import compare, detectable_difference
+from toolkit.analysis.study_cells import decode_setup, dev_curve
+from toolkit.analysis.study_grid import cells_of, sweep_score
+from toolkit.analysis.study_verdicts import DEFAULT_MARGIN, DETAILS_HEAD, verdicts
 from toolkit.utils.fileio import atomic_write
-
-# (condition, baseline) -> (the paper's claim it tests, "better": the condition should be lower;
-# "equal": the condition should be no worse)
-CLAIMS = {("C", "B"): ("the best-alignment consistency loss lowers WER over the same training without it", "better"),
-          ("C", "D"): ("aligning along the best path beats the upsampling (uniform) heuristic", "better"),
-          ("C", "E"): ("the best path does as well as an explicit alignment model (forced alignment)", "equal"),
-          ("B", "A"): ("text-only training (masked phoneme reconstruction) helps when paired speech is scarce",
-                       "better"),
-          ("C_noctc", "B_noctc"): ("the consistency gain holds without the auxiliary CTC", "better"),
-          ("C_pruned", "C"): ("(toolkit check) the pruned HAT loss trains as well as the full one", "equal")}
 
 
 def version_key(cell: dict) -> tuple:
@@ -48,25 +44,34 @@ def decode_names(cells: list[dict]) -> list[str]:
     return sorted(names, key=lambda n: ("dev" in n, not n.startswith("full"), n))
 
 
+def _swept(grid: dict, name: str) -> str | None:
+    """The swept condition a sweep cell's name (<condition>@<value>) belongs to."""
+    base = name.split("@", 1)[0]
+    return base if "@" in name and (grid["conditions"].get(base) or {}).get("sweep") else None
+
+
 def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = "") -> Path:
     out = Path(out)
+    sweep_cells = [c for c in cells if _swept(grid, c["condition"])]
     cells = [c for c in cells if c["condition"] in grid["conditions"]]  # this grid's cells only
-    if not cells:
-        with atomic_write(out) as f:
-            f.write("# Study\n\nNo cell has finished yet.\n")
-        return out
     groups = Counter(version_key(c) for c in cells).most_common()
-    ref_version = groups[0][0]
+    ref_version = groups[0][0] if groups else None
     used = [c for c in cells if version_key(c) == ref_version]
     by_cond = _by_condition(used)
     order = [n for n in grid["conditions"] if n in by_cond]
     decodes = decode_names(used)
     lines = [f"# Study: {grid.get('about', '')}", ""]
     lines += _header(grid, cells, used, command)
-    lines += _wer_table(grid, by_cond, order, decodes, out.stem + "_wer.png")
-    lines += _comparisons(grid, by_cond, decodes)
+    lines += _finished(grid, used, sweep_cells)
+    found = verdicts(grid, by_cond, decodes)
+    lines += _verdict_section(grid, found.lines, by_cond)
+    lines += _wer_table(grid, by_cond, decodes, out.stem + "_wer.png" if used else None)
+    lines += _heldout_table(grid, by_cond, decodes)
+    lines += _sweep_table(grid, sweep_cells, by_cond)
+    lines += _dev_curves(grid, by_cond, sweep_cells)
+    if found.details:
+        lines += ["## Comparisons in detail", "", _DETAILS_ABOUT, ""] + DETAILS_HEAD + found.details + [""]
     lines += _layers(by_cond, out, order)
-    lines += _claims(by_cond, decodes)
     for version, _ in groups[1:]:  # cells of other code/data: compared among themselves only
         other = _by_condition([c for c in cells if version_key(c) == version])
         if len(other) < 2:
@@ -74,13 +79,25 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
         others = [c for cs in other.values() for c in cs]
         lines += [f"## Cells of another version (code {version[0]}{'+' + version[1] if version[1] else ''}, "
                   f"data {version[2]}): compared only with each other", ""]
-        lines += _wer_table(grid, other, [n for n in grid["conditions"] if n in other], decode_names(others), None)
-        lines += _comparisons(grid, other, decode_names(others))
+        lines += _wer_table(grid, other, decode_names(others), None, only_run=True)
+        lines += verdicts(grid, other, decode_names(others)).lines + [""]
     lines += _appendix(cells, ref_version, decodes)
-    _plot_wer(by_cond, order, decodes, out.with_name(out.stem + "_wer.png"))
+    if used:
+        _plot_wer(by_cond, order, decodes, out.with_name(out.stem + "_wer.png"))
     with atomic_write(out) as f:
         f.write("\n".join(lines) + "\n")
     return out
+
+
+_DETAILS_ABOUT = (
+    "Δ = WER(condition) − WER(baseline), absolute %, of the seed-averaged per-utterance errors. "
+    "*t over seeds* is the headline of every verdict (paired t over per-seed differences when the seeds "
+    "are real pairs, Welch t otherwise; df as used). *detectable* is the true difference this t test "
+    "finds with 80 % power at α 0.05 (noncentral t). *TOST 90 %*: the interval two one-sided tests at 5 % "
+    "use; equivalence needs it inside the margin. Secondary, not used for verdicts: the *seeds+utterances* "
+    "percentile bootstrap (resamples each side's seeds and the utterances; with 3-5 seeds it covers less "
+    "than its nominal 95 %: `python -m toolkit.analysis.study_coverage`), the *utterances* bootstrap "
+    "(Bisani and Ney: test-set noise only) and the matched-pairs sign-flip test over utterances.")
 
 
 def _by_condition(cells: list[dict]) -> dict[str, list[dict]]:
@@ -90,65 +107,156 @@ def _by_condition(cells: list[dict]) -> dict[str, list[dict]]:
     return by_cond
 
 
+def _setup_sentence(used: list[dict]) -> str:
+    """What every cell did after training, as the cells record it (or their RESULTS.md says)."""
+    setups = {tuple(sorted(decode_setup(c).items())) for c in used}
+    if len(setups) != 1:
+        return ("Each cell trains the recipe's model with one condition's overrides and one seed, averages "
+                "checkpoints, decodes both modes and scores; the cells' decode settings differ or are not "
+                "recorded (see each cell's RESULTS.md). WER in %.")
+    s = dict(next(iter(setups)))
+    avg = (f"averages its last {s['num_avg']} checkpoints" if s.get("num_avg") else
+           "averages its last checkpoints (how many is not recorded in these cells: the recipe's "
+           "`--num-avg`)")
+    if s.get("method") == "beam":
+        dec = f"beam search, beam {s['beam']}, blank penalty {s['blank_penalty']:g}"
+    elif s.get("method"):
+        dec = f"{s['method']} search, blank penalty {s['blank_penalty']:g}"
+    else:
+        dec = "the decode settings are not recorded in these cells"
+    return (f"Each cell trains the recipe's model with one condition's overrides and one seed, {avg}, "
+            f"decodes both modes ({dec}; from the cells' records or RESULTS.md) and scores; WER in %.")
+
+
 def _header(grid, cells, used, command):
+    total = len(cells_of(grid))
+    if not used:
+        return [f"Generated by `python -m toolkit.bin.study report` from 0 finished cells (of {total} in the grid).",
+                f"Command: `{command or 'local/study.sh'}`.", ""]
     commits = sorted({c["versions"]["code"]["commit"][:10] for c in used})
     machines = sorted({c.get("machine", "?") for c in used})
     hours = sum(c.get("wall_s", 0) for c in used) / 3600
-    total = sum(len((cond or {}).get("seeds", grid.get("seeds", [1]))) for cond in grid["conditions"].values())
     return [f"Generated by `python -m toolkit.bin.study report` from {len(used)} finished cells "
             f"(of {total} in the grid; {len(cells) - len(used)} of another code/data version left out).",
             f"Command: `{command or 'local/study.sh'}`. Code: commit(s) {', '.join(commits)} "
             f"(code hash {used[0]['versions']['code']['code']}), data version {used[0]['versions']['data']}. "
             f"Machine: {', '.join(machines)}. Compute: {hours:.1f} h of cell wall time.", "",
-            "Each cell trains the recipe's model with one condition's overrides and one seed, averages "
-            "the last 3 checkpoints, decodes both modes (beam 4, blank penalty 0.5) and scores; WER in %.", ""]
+            _setup_sentence(used), ""]
 
 
-def _wer_table(grid, by_cond, order, decodes, plot_name):
+def _finished(grid, used, sweep_cells):
+    """One line: which of the grid's cells finished (in the compared version) and which not."""
+    done = {(c["condition"], c["seed"]) for c in used + sweep_cells}
+    label = lambda c: f"{c.condition.partition('@')[2]}@{c.seed}" if "@" in c.condition else str(c.seed)  # noqa: E731
+    parts = []
+    for name in grid["conditions"]:
+        mine = cells_of(grid, [name])
+        todo = [label(c) for c in mine if (c.condition, c.seed) not in done]
+        n_ok = len(mine) - len(todo)
+        parts.append(f"{name} {n_ok}/{len(mine)}" + ("" if not todo else " (not yet run)" if not n_ok
+                                                     else f" (not yet: {', '.join(todo)})"))
+    n_done = sum(1 for c in cells_of(grid) if (c.condition, c.seed) in done)
+    return [f"Finished cells: {n_done} of {len(cells_of(grid))} — " + "; ".join(parts) +
+            " (seeds; a sweep cell is value@seed).", ""]
+
+
+def _verdict_section(grid, verdict_lines, by_cond):
+    margin = float(grid.get("equivalence_margin", DEFAULT_MARGIN))
+    return ["## Verdicts", "",
+            "Each line: Δ = condition − baseline (absolute %) with its 95 % t interval over seeds — *paired t* "
+            "where seed k of both conditions starts from identical weights (recorded init digests, else the "
+            "same seed and model config), *Welch t* otherwise (e.g. a condition with extra parameters: its "
+            "seed k is not the baseline's seed k). A side is called better only when the interval excludes 0. "
+            f"Equivalence is claimed only by TOST: the whole 90 % interval inside ±{margin:g}.", ""] + \
+        (verdict_lines or ["- The grid names no comparison."]) + \
+        ["", "Not tested by this grid: the multilingual gain (the multilingual grid has not run) and "
+         "anything about 960 h of LibriSpeech.", ""]
+
+
+def _wer_table(grid, by_cond, decodes, plot_name, only_run=False):
     lines = ["## WER by condition (mean ± sd over seeds)", "",
              "| condition | what | seeds | " + " | ".join(decodes) + " |",
              "|---|---|---|" + "---|" * len(decodes)]
-    for name in order:
-        cs = by_cond[name]
-        lines.append(f"| {name} | {grid['conditions'][name].get('about', '')} | {len(cs)} | "
-                     + " | ".join(_mean_sd([c["decodes"][d]["wer"] for c in cs]) for d in decodes) + " |")
-    words = {d: by_cond[order[0]][0]["decodes"][d]["words"] for d in decodes}
-    lines += ["", "Reference words per set: " + ", ".join(f"{d} {w}" for d, w in words.items()) + ".", ""]
+    for name, cond in grid["conditions"].items():
+        if name in by_cond:
+            cs = by_cond[name]
+            lines.append(f"| {name} | {(cond or {}).get('about', '')} | {len(cs)} | "
+                         + " | ".join(_mean_sd([c["decodes"][d]["wer"] for c in cs]) for d in decodes) + " |")
+        elif not only_run:
+            lines.append(f"| {name} | {(cond or {}).get('about', '')} | 0 | "
+                         + " | ".join("not yet run" for _ in decodes or [0]) + " |")
+    if by_cond and decodes:
+        first = next(iter(by_cond.values()))[0]
+        lines += ["", "Reference words per set: " + ", ".join(f"{d} {first['decodes'][d]['words']}"
+                                                              for d in decodes) + "."]
+    lines.append("")
     if plot_name:
         lines += [f"![WER by condition]({plot_name}) (dots: seeds; bars: ± 1 sd)", ""]
     return lines
 
 
-def _comparisons(grid, by_cond, decodes):
-    lines = ["## Paired comparisons", "",
-             "Δ = WER(condition) − WER(baseline) of the seed-averaged per-utterance errors, absolute %. "
-             "Intervals are 95 %: *utterances* is Bisani and Ney's bootstrap over test utterances "
-             "(test-set noise only); *seeds+utterances* also resamples each side's seeds (training noise "
-             "too; the headline). p(sign flip) is the matched-pairs permutation test over utterances. "
-             "'detectable' is the difference 80 % power finds with these seeds, from the pooled seed sd. "
-             "*paired by seed*: seed k of both conditions has the same initialisation and batch order, so "
-             "the per-seed differences are paired; their mean and 95 % t interval.", "",
-             "| condition vs baseline | decode | seeds | Δ | utterances 95 % | P(Δ<0) | seeds+utterances 95 % "
-             "| paired by seed 95 % | p (sign flip) | seed sd | detectable |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for x, y in grid.get("comparisons", []):
-        if x not in by_cond or y not in by_cond:
+def _heldout_table(grid, by_cond, decodes):
+    """Held-out words (grids on that corpus): recall, false alarms, WER of the utterances holding one."""
+    tests = [d for d in decodes if "dev" not in d]
+    if not any("heldout" in c["decodes"].get(d, {}) for cs in by_cond.values() for c in cs for d in tests):
+        return []
+    lines = ["## Held-out words (mean ± sd over seeds)", "",
+             "Recall: hits / occurrences of the held-out words in the references (%); false alarms: "
+             "held-out words in the hypotheses that are not correct there; WER of the utterances that hold one.", "",
+             "| condition | " + " | ".join(f"{d} recall | false alarms | WER" for d in tests) + " |",
+             "|---|" + "---|---|---|" * len(tests)]
+    for name in grid["conditions"]:
+        if name not in by_cond:
             continue
-        for d in decodes:
-            cmp_ = compare(by_cond[x], by_cond[y], d)
-            if cmp_ is None:
-                continue
-            sds = [statistics.stdev([c["decodes"][d]["wer"] for c in by_cond[k]]) for k in (x, y)
-                   if len(by_cond[k]) > 1]
-            sd = math.sqrt(sum(s * s for s in sds) / len(sds)) if sds else None
-            n = min(len(by_cond[x]), len(by_cond[y]))
-            two = f"[{cmp_.two_level_ci[0]:+.2f}, {cmp_.two_level_ci[1]:+.2f}]" if cmp_.two_level_ci else "-"
-            sp = cmp_.seed_paired
-            paired = f"{sp[0]:+.2f} [{sp[1]:+.2f}, {sp[2]:+.2f}] (n={sp[3]})" if sp else "-"
-            lines.append(f"| {x} vs {y} | {d} | {len(by_cond[x])}/{len(by_cond[y])} | {cmp_.delta:+.2f} | "
-                         f"[{cmp_.utt_ci[0]:+.2f}, {cmp_.utt_ci[1]:+.2f}] | {cmp_.p_improve:.2f} | {two} | {paired} | "
-                         f"{cmp_.sign_flip_p:.3f} | {_fmt(sd)} | "
-                         f"{_fmt(detectable_difference(sd, n) if sd is not None else None)} |")
+        cols = []
+        for d in tests:
+            h = [c["decodes"][d]["heldout"] for c in by_cond[name] if "heldout" in c["decodes"][d]]
+            cols += [_mean_sd([x["recall"] for x in h]), _mean_sd([float(x["false_alarms"]) for x in h]),
+                     _mean_sd([x["wer"] for x in h])]
+        lines.append(f"| {name} | " + " | ".join(cols) + " |")
+    return lines + [""]
+
+
+def _sweep_table(grid, sweep_cells, by_cond):
+    """Per swept condition: each value's seed-1 dev WER (the choosing score) and the choice."""
+    swept = {n: c["sweep"] for n, c in grid["conditions"].items() if (c or {}).get("sweep")}
+    if not swept:
+        return []
+    lines = ["## Weight sweeps", "",
+             "Seed 1 once per value; the value with the lowest mean of full-context and streaming WER on the "
+             "sweep's dev set is chosen (ties: the first listed) and its cell becomes the condition's seed 1.", "",
+             "| condition | swept key | value | dev WER (mean of both modes) | chosen |", "|---|---|---|---|---|"]
+    for name, sweep in swept.items():
+        scores = {}
+        for c in sweep_cells:
+            if c["condition"].split("@", 1)[0] == name:
+                scores[c["condition"].split("@", 1)[1]] = sweep_score(c, sweep["by"])
+        chosen = {c.get("from_sweep", "").split("@", 1)[-1] for c in by_cond.get(name, []) if c.get("from_sweep")}
+        for value in sweep["values"]:
+            score = scores.get(str(value))
+            mark = "yes" if str(value) in chosen else ("-" if chosen or score is None else "(sweep unfinished)")
+            lines.append(f"| {name} | {sweep['key']} | {value} | "
+                         f"{'not yet run' if str(value) not in scores else _fmt(score)} | {mark} |")
+    return lines + [""]
+
+
+def _dev_curves(grid, by_cond, sweep_cells):
+    """Per condition, one seed's greedy dev WER after each epoch (the training log's validation)."""
+    curves = {}
+    for name in grid["conditions"]:
+        for c in by_cond.get(name, []):
+            curve = dev_curve(c)
+            if curve:
+                curves[name] = (c["seed"], dict(curve))
+                break
+    if not curves:
+        return []
+    epochs = sorted({e for _, curve in curves.values() for e in curve})
+    lines = ["## Dev WER per epoch (greedy, the training log's validation; one seed per condition)", "",
+             "| epochs done | " + " | ".join(f"{n} (seed {s})" for n, (s, _) in curves.items()) + " |",
+             "|---|" + "---|" * len(curves)]
+    for e in epochs:
+        lines.append(f"| {e + 1} | " + " | ".join(_fmt(curve.get(e)) for _, curve in curves.values()) + " |")
     return lines + [""]
 
 
@@ -183,13 +291,16 @@ def _layers(by_cond, out: Path, order: list[str]):
             lines.append(f"| {layer} | {statistics.mean(q['best']):.2f} | {statistics.mean(q['uniform']):.2f} | "
                          f"{statistics.mean(q['mismatched']):.2f} | {statistics.mean(ratio):.3f}{sd} |")
         lines.append("")
-    over = {n: c["analysis_over_training"] for n in ("B", "C") for c in by_cond.get(n, [])
-            if c.get("analysis_over_training")}
+    over, seeds = {}, {}  # the cells that ran the analysis over training (the grid's checkpoint_analysis)
+    for name in order:
+        for c in by_cond[name]:
+            if c.get("analysis_over_training") and name not in over:
+                over[name], seeds[name] = c["analysis_over_training"], c["seed"]
     if over:
         lines += ["### Over training (best/mismatched per layer; step 0 = the untrained initialisation)", ""]
         for name, steps in over.items():
             layer_names = [r["layer"] for r in next(iter(steps.values()))["layers"]]
-            lines += [f"**{name}**, seed 1", "", "| step | " + " | ".join(layer_names) + " |",
+            lines += [f"**{name}**, seed {seeds[name]}", "", "| step | " + " | ".join(layer_names) + " |",
                       "|---|" + "---|" * len(layer_names)]
             for step in sorted(steps, key=int):
                 vals = {r["layer"]: r["matched_ratio"] for r in steps[step]["layers"]}
@@ -197,41 +308,6 @@ def _layers(by_cond, out: Path, order: list[str]):
             lines.append("")
         _plot_over_training(over, out.with_name(out.stem + "_layers.png"))
         lines += [f"![per-layer consistency over training]({out.stem}_layers.png)", ""]
-    return lines
-
-
-def _verdict(cmp_, kind: str) -> str:
-    lo, hi = cmp_.two_level_ci or cmp_.utt_ci
-    if hi < 0:
-        return "supports it (the interval lies below zero)"
-    if lo > 0:
-        return "contradicts it (the interval lies above zero)"
-    if kind == "equal":
-        return f"is consistent with it (no difference detected; the interval allows up to {hi:+.2f})"
-    return "cannot tell (the interval straddles zero)"
-
-
-def _claims(by_cond, decodes):
-    lines = ["## What the data supports", ""]
-    for (x, y), (claim, kind) in CLAIMS.items():
-        if x not in by_cond or y not in by_cond:
-            lines.append(f"- *{claim}* ({x} vs {y}): not run yet.")
-            continue
-        parts = []
-        for d in decodes:
-            if "dev" in d:
-                continue
-            cmp_ = compare(by_cond[x], by_cond[y], d)
-            ci = cmp_.two_level_ci or cmp_.utt_ci
-            part = f"{d}: Δ {cmp_.delta:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] {_verdict(cmp_, kind)}"
-            sp = cmp_.seed_paired
-            if sp and sp[3] >= 3:  # the paired design's own reading, said beside the unpaired one
-                where = "below" if sp[2] < 0 else "above" if sp[1] > 0 else "around"
-                part += f"; paired by seed {sp[0]:+.2f} [{sp[1]:+.2f}, {sp[2]:+.2f}] ({sp[3]} seeds, {where} zero)"
-            parts.append(part)
-        lines.append(f"- *{claim}* ({x} vs {y}, {len(by_cond[x])}/{len(by_cond[y])} seeds): " + "; ".join(parts) + ".")
-    lines += ["", "Claims this grid cannot test at this scale: the multilingual gain (the multilingual grid "
-              "has not run) and anything about 960 h of LibriSpeech.", ""]
     return lines
 
 
