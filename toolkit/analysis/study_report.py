@@ -17,6 +17,7 @@ from pathlib import Path
 
 from toolkit.analysis.study_cells import decode_setup, dev_curve
 from toolkit.analysis.study_grid import cells_of, sweep_score
+from toolkit.analysis.study_plots import plot_over_training, plot_wer
 from toolkit.analysis.study_verdicts import DEFAULT_MARGIN, DETAILS_HEAD, verdicts
 from toolkit.utils.fileio import atomic_write
 
@@ -83,7 +84,7 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
         lines += verdicts(grid, other, decode_names(others)).lines + [""]
     lines += _appendix(cells, ref_version, decodes)
     if used:
-        _plot_wer(by_cond, order, decodes, out.with_name(out.stem + "_wer.png"))
+        plot_wer(by_cond, order, decodes, out.with_name(out.stem + "_wer.png"))
     with atomic_write(out) as f:
         f.write("\n".join(lines) + "\n")
     return out
@@ -167,7 +168,7 @@ def _verdict_section(grid, verdict_lines, by_cond):
             "where seed k of both conditions starts from identical weights (recorded init digests, else the "
             "same seed and model config), *Welch t* otherwise (e.g. a condition with extra parameters: its "
             "seed k is not the baseline's seed k). A side is called better only when the interval excludes 0. "
-            f"Equivalence is claimed only by TOST: the whole 90 % interval inside ±{margin:g}.", ""] + \
+            f"Equivalence is claimed only by TOST: the whole 90 % interval inside ±{margin:.1f}.", ""] + \
         (verdict_lines or ["- The grid names no comparison."]) + \
         ["", "Not tested by this grid: the multilingual gain (the multilingual grid has not run) and "
          "anything about 960 h of LibriSpeech.", ""]
@@ -306,7 +307,7 @@ def _layers(by_cond, out: Path, order: list[str]):
                 vals = {r["layer"]: r["matched_ratio"] for r in steps[step]["layers"]}
                 lines.append(f"| {step} | " + " | ".join(_fmt(vals.get(n), 3) for n in layer_names) + " |")
             lines.append("")
-        _plot_over_training(over, out.with_name(out.stem + "_layers.png"))
+        plot_over_training(over, out.with_name(out.stem + "_layers.png"))
         lines += [f"![per-layer consistency over training]({out.stem}_layers.png)", ""]
     return lines
 
@@ -325,45 +326,3 @@ def _appendix(cells, ref_version, decodes):
               "--train-args \"--set seed=<k> --set <the condition's overrides>\"` (the cell's config.yaml and "
               "run.sh hold the exact call).", ""]
     return lines
-
-
-def _plot_wer(by_cond, order, decodes, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tests = [d for d in decodes if "dev" not in d] or decodes
-    fig, axes = plt.subplots(1, len(tests), figsize=(4.5 * len(tests), 3.6), squeeze=False)
-    for ax, d in zip(axes[0], tests):
-        for i, name in enumerate(order):
-            wers = [c["decodes"][d]["wer"] for c in by_cond[name]]
-            ax.errorbar([i], [statistics.mean(wers)], yerr=[statistics.stdev(wers) if len(wers) > 1 else 0],
-                        fmt="o", capsize=4)
-            ax.plot([i] * len(wers), wers, ".", color="grey", alpha=0.6)
-        ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
-        ax.set_title(d)
-        ax.set_ylabel("WER %")
-    fig.tight_layout()
-    with atomic_write(path, "wb", encoding=None) as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
-
-
-def _plot_over_training(over: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(over), figsize=(5 * len(over), 3.6), squeeze=False, sharey=True)
-    for ax, (name, steps) in zip(axes[0], over.items()):
-        order = sorted(steps, key=int)
-        for layer in [r["layer"] for r in steps[order[0]]["layers"]]:
-            ys = [next(r["matched_ratio"] for r in steps[s]["layers"] if r["layer"] == layer) for s in order]
-            ax.plot([int(s) for s in order], ys, "o-", label=layer)
-        ax.set_title(f"{name}: best / mismatched")
-        ax.set_xlabel("training step")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_write(path, "wb", encoding=None) as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)

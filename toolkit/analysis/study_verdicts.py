@@ -57,9 +57,9 @@ def verdict(x: str, y: str, iv: SeedInterval, margin: float, lower_is_better: bo
     equivalent, (lo90, hi90) = iv.tost(margin)
     text = f"no difference shown (80 % power at |Δ| ≥ {iv.detectable():.2f})"
     if equivalent:
-        return text + f"; equivalent within ±{margin:g} (TOST: 90 % [{lo90:+.2f}, {hi90:+.2f}])"
+        return text + f"; equivalent within ±{margin:.1f} (TOST: 90 % [{lo90:+.2f}, {hi90:+.2f}])"
     if kind == "equal" or abs(iv.mean) < margin:
-        return text + f"; not shown equivalent within ±{margin:g} (TOST: 90 % [{lo90:+.2f}, {hi90:+.2f}])"
+        return text + f"; not shown equivalent within ±{margin:.1f} (TOST: 90 % [{lo90:+.2f}, {hi90:+.2f}])"
     return text
 
 
@@ -81,10 +81,11 @@ def verdicts(grid: dict, by_cond: dict[str, list[dict]], decodes: list[str]) -> 
     lines, details = [], []
     for x, y in grid.get("comparisons", []):
         claim, kind = CLAIMS.get((x, y), ("", "better"))
-        head = f"**{x} vs {y}**" + (f" ({claim})" if claim else "")
+        head = f"**{x} vs {y}**" + (f" — {claim}" if claim else "")
         if x not in by_cond or y not in by_cond:
-            missing = " and ".join(n for n in (x, y) if n not in by_cond)
-            lines.append(f"- {head}: not yet run ({missing} has no finished cell).")
+            missing = [n for n in (x, y) if n not in by_cond]
+            lines.append(f"- {head}: not yet run ({' and '.join(missing)} "
+                         f"{'has' if len(missing) == 1 else 'have'} no finished cell).")
             continue
         paired, why = seeds_paired(by_cond[x], by_cond[y])
         lines.append(f"- {head}: {'paired' if paired else 'unpaired'} seeds ({why}).")
@@ -113,7 +114,7 @@ def _detail_row(x, y, d, cmp_: Comparison, by_cond, margin) -> str:
     else:
         equivalent, (lo90, hi90) = iv.tost(margin)
         t_cols = (f"{iv.method} [{iv.lo:+.2f}, {iv.hi:+.2f}] | {iv.df:.1f} | {iv.detectable():.2f} | "
-                  f"[{lo90:+.2f}, {hi90:+.2f}] {'inside' if equivalent else 'not inside'} ±{margin:g}")
+                  f"[{lo90:+.2f}, {hi90:+.2f}] {'inside' if equivalent else 'not inside'} ±{margin:.1f}")
     two = f"[{cmp_.two_level_ci[0]:+.2f}, {cmp_.two_level_ci[1]:+.2f}]" if cmp_.two_level_ci else "-"
     return (f"| {x} vs {y} | {d} | {len(by_cond[x])}/{len(by_cond[y])} | {cmp_.delta:+.2f} | {t_cols} | {sd} | "
             f"{two} | [{cmp_.utt_ci[0]:+.2f}, {cmp_.utt_ci[1]:+.2f}] | {cmp_.sign_flip_p:.3f} |")
