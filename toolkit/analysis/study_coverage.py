@@ -60,6 +60,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--sims", type=int, default=400, help="simulated studies per seed count")
     p.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
     p.add_argument("--utts", type=int, default=1000, help="test utterances per simulated study (the studies: 1000)")
+    p.add_argument("--seed-sd", type=float, default=1.5,
+                   help="sd of a seed's shift of every utterance's error rate, in WER points")
     return p
 
 
@@ -71,11 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     se = 100.0 * np.sqrt(0.95 * 0.05 / args.sims)  # binomial standard error of a coverage near 95 %, in points
     print(f"Coverage of nominal 95 % intervals, true difference 0; {args.sims} simulated studies per row "
-          f"(coverage se ~{se:.1f} points), {args.utts} test utterances, seed {args.seed}.")
+          f"(coverage se ~{se:.1f} points), {args.utts} test utterances, seed sd {args.seed_sd:g} WER points, "
+          f"seed {args.seed}.")
     print("| seeds | Welch t (unpaired) | bootstrap (unpaired) | paired t (paired) | bootstrap (paired) |")
     print("|---|---|---|---|---|")
     for n in counts:
-        c = simulate(n, args.sims, seed=args.seed + n, utts=args.utts)
+        c = simulate(n, args.sims, seed=args.seed + n, utts=args.utts, seed_sd=args.seed_sd / 100.0)
         print(f"| {n} | {100 * c['welch']:.1f} % | {100 * c['boot_unpaired']:.1f} % | "
               f"{100 * c['paired']:.1f} % | {100 * c['boot_paired']:.1f} % |")
     return 0
