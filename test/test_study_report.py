@@ -30,6 +30,7 @@ def cell(cond, seed, errors: dict, recall: dict | None = None, **extra) -> dict:
 
 GRID = {"about": "t", "seeds": [1, 2, 3], "comparisons": [["C", "B"], ["P", "C"]],
         "conditions": {"B": {"about": "base"}, "C": {"about": "paper"}, "P": {"about": "extra parameters"}}}
+HELDOUT_GRID = {**GRID, "corpus_opts": "--heldout-words 60"}  # its cells carry held-out word scores
 B_FULL, C_FULL = (230, 250, 240), (220, 238, 231)      # C lower by 1.0, 1.2, 0.9 in every seed
 B_STREAM, C_STREAM = (320, 340, 300), (330, 320, 315)  # +1.0, -2.0, +1.5: no sign
 
@@ -44,7 +45,7 @@ def study_cells(with_p=True):
                           {"full_test": 20.0 + 2 * k, "streaming_test": 5.0 + k}, init_digest=same))
         if with_p:
             cells.append(cell("P", k, {"full_test": C_FULL[k - 1] + 3 * (k - 2), "streaming_test": C_STREAM[k - 1]},
-                              init_digest=f"pruned-seed{k}"))
+                              {"full_test": 20.0, "streaming_test": 5.0}, init_digest=f"pruned-seed{k}"))
     return cells
 
 
@@ -53,7 +54,7 @@ def report(tmp_path, grid, cells, name="S.md"):
 
 
 def test_a_verdict_line_per_comparison_and_decode_from_the_paired_t_interval(tmp_path):
-    text = report(tmp_path, GRID, study_cells())
+    text = report(tmp_path, HELDOUT_GRID, study_cells())
     d = np.array(C_FULL) / 10.0 - np.array(B_FULL) / 10.0
     half = 4.303 * d.std(ddof=1) / math.sqrt(3)  # t_0.975 with 2 df, from the table
     assert (f"- C vs B, full-context, test: Δ WER {d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}] "
@@ -64,14 +65,14 @@ def test_a_verdict_line_per_comparison_and_decode_from_the_paired_t_interval(tmp
 
 
 def test_extra_parameters_break_the_pairing_and_get_welch(tmp_path):
-    text = report(tmp_path, GRID, study_cells())
+    text = report(tmp_path, HELDOUT_GRID, study_cells())
     assert "**P vs C**" in text and "unpaired seeds (step-0 weights differ (init_digest))" in text
     line = next(ln for ln in text.splitlines() if "P vs C, full-context, test: Δ WER" in ln)
     assert "(Welch t, 3/3 seeds)" in line and "not shown equivalent within ±1.0" in line
 
 
 def test_held_out_recall_gets_its_own_verdict_where_higher_is_better(tmp_path):
-    text = report(tmp_path, GRID, study_cells())
+    text = report(tmp_path, HELDOUT_GRID, study_cells())
     line = next(ln for ln in text.splitlines() if "C vs B, full-context, test: Δ held-out recall" in ln)
     assert line.split(": Δ held-out recall ")[1].startswith("+12.00 [") and line.endswith("C better.")
     assert "## Held-out words (mean ± sd over seeds)" in text
@@ -101,7 +102,7 @@ def test_a_grid_with_no_finished_cell_reports_what_has_not_run(tmp_path):
     text = report(tmp_path, GRID, [])
     assert "Finished cells: 0 of 9 — B 0/3 (not yet run); C 0/3 (not yet run); P 0/3 (not yet run)" in text
     assert "| B | base | 0 | not yet run |" in text
-    assert "**C vs B** — the best-alignment consistency loss" in text and "not yet run (C and B have no finished cell)" in text
+    assert "**C vs B** (claim tested: the best-alignment consistency loss" in text and "not yet run (C and B have no finished cell)" in text
 
 
 def test_a_few_finished_cells_give_rows_and_not_yet_run_verdicts(tmp_path):
@@ -143,3 +144,13 @@ def test_collect_cell_records_the_decode_setup_from_rtf_and_run_log(tmp_path):
     assert study.decode_setup(d) == {"method": "beam", "beam": 4, "blank_penalty": 0.5, "num_avg": 3}
     (d / "decode_streaming_test" / "rtf.txt").write_text("method greedy\n")  # decoded two ways: no one setting
     assert study.decode_setup(d)["beam"] is None
+
+
+def test_a_held_out_grid_leaves_out_cells_of_the_standard_corpus(tmp_path):
+    grid = {**GRID, "corpus_opts": "--num-test 1000 --heldout-words 60"}
+    old = [cell("B", k, {"full_test": 230 + k}) for k in (1, 2, 3)]  # the first study's cells: no held-out scores
+    new = [cell("B_sched", 1, {"full_test": 200}, {"full_test": 10.0})]
+    grid["conditions"] = {"B_sched": {"about": "schedule", "seeds": [1]}, **GRID["conditions"]}
+    text = report(tmp_path, grid, old + new)
+    assert "from 1 finished cells" in text and "| B | base | 0 | not yet run |" in text
+    assert "B/seed1" not in text and "B_sched/seed1" in text

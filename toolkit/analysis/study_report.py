@@ -45,6 +45,14 @@ def decode_names(cells: list[dict]) -> list[str]:
     return sorted(names, key=lambda n: ("dev" in n, not n.startswith("full"), n))
 
 
+def _of_this_corpus(grid: dict, cell: dict) -> bool:
+    """A grid on the held-out-word corpus (``--heldout-words`` in its corpus_opts) reports only
+    cells scored for held-out words, any other grid only cells that were not: the two corpora
+    share condition names (B, C), and their cells must not be mixed, whatever their number."""
+    heldout_grid = "--heldout-words" in str(grid.get("corpus_opts", ""))
+    return heldout_grid == any("heldout" in d for d in cell["decodes"].values())
+
+
 def _swept(grid: dict, name: str) -> str | None:
     """The swept condition a sweep cell's name (<condition>@<value>) belongs to."""
     base = name.split("@", 1)[0]
@@ -53,6 +61,7 @@ def _swept(grid: dict, name: str) -> str | None:
 
 def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = "") -> Path:
     out = Path(out)
+    cells = [c for c in cells if _of_this_corpus(grid, c)]
     sweep_cells = [c for c in cells if _swept(grid, c["condition"])]
     cells = [c for c in cells if c["condition"] in grid["conditions"]]  # this grid's cells only
     groups = Counter(version_key(c) for c in cells).most_common()
@@ -81,7 +90,7 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
         lines += [f"## Cells of another version (code {version[0]}{'+' + version[1] if version[1] else ''}, "
                   f"data {version[2]}): compared only with each other", ""]
         lines += _wer_table(grid, other, decode_names(others), None, only_run=True)
-        lines += verdicts(grid, other, decode_names(others)).lines + [""]
+        lines += verdicts(grid, other, decode_names(others), skip_missing=True).lines + [""]
     lines += _appendix(cells, ref_version, decodes)
     if used:
         plot_wer(by_cond, order, decodes, out.with_name(out.stem + "_wer.png"))

@@ -76,13 +76,16 @@ def _heldout_recall(cells: list[dict], decode: str) -> dict[int, float]:
             if "heldout" in c["decodes"].get(decode, {})}
 
 
-def verdicts(grid: dict, by_cond: dict[str, list[dict]], decodes: list[str]) -> Verdicts:
+def verdicts(grid: dict, by_cond: dict[str, list[dict]], decodes: list[str], skip_missing: bool = False) -> Verdicts:
+    """``skip_missing``: no line for a comparison a side of which has no cell here."""
     margin = float(grid.get("equivalence_margin", DEFAULT_MARGIN))
     lines, details = [], []
     for x, y in grid.get("comparisons", []):
         claim, kind = CLAIMS.get((x, y), ("", "better"))
-        head = f"**{x} vs {y}**" + (f" — {claim}" if claim else "")
+        head = f"**{x} vs {y}**" + (f" (claim tested: {claim})" if claim else "")
         if x not in by_cond or y not in by_cond:
+            if skip_missing:
+                continue
             missing = [n for n in (x, y) if n not in by_cond]
             lines.append(f"- {head}: not yet run ({' and '.join(missing)} "
                          f"{'has' if len(missing) == 1 else 'have'} no finished cell).")
