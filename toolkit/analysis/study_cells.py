@@ -88,9 +88,8 @@ def seeds_paired(x_cells: list[dict], y_cells: list[dict]) -> tuple[bool, str]:
                   else "same seed and model config: identical step-0 weights")
 
 
-def _config_key(cell: dict):
-    key = init_key({k: v for k, v in cell.items() if k != "init_digest"})
-    return key
+def _config_key(cell: dict) -> tuple[str, str] | None:
+    return init_key({k: v for k, v in cell.items() if k != "init_digest"})
 
 
 def dev_curve(cell: dict) -> list[tuple[int, float]]:

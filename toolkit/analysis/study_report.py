@@ -10,14 +10,14 @@ toolkit/analysis/study_verdicts.py.
 """
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from toolkit.analysis.study_cells import decode_setup, dev_curve
-from toolkit.analysis.study_grid import cells_of, sweep_score
+from toolkit.analysis.study_cells import decode_setup
+from toolkit.analysis.study_grid import cells_of
 from toolkit.analysis.study_plots import plot_over_training, plot_wer
+from toolkit.analysis.study_tables import dev_curves, fmt, heldout_table, mean_sd, sweep_table
 from toolkit.analysis.study_verdicts import DEFAULT_MARGIN, DETAILS_HEAD, verdicts
 from toolkit.utils.fileio import atomic_write
 
@@ -25,18 +25,6 @@ from toolkit.utils.fileio import atomic_write
 def version_key(cell: dict) -> tuple:
     v = cell["versions"]
     return v["code"]["code"], v["code"]["dirty"], v["data"]
-
-
-def _fmt(x: float | None, nd: int = 2) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
-
-
-def _mean_sd(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def decode_names(cells: list[dict]) -> list[str]:
@@ -76,9 +64,9 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
     found = verdicts(grid, by_cond, decodes)
     lines += _verdict_section(grid, found.lines, by_cond)
     lines += _wer_table(grid, by_cond, decodes, out.stem + "_wer.png" if used else None)
-    lines += _heldout_table(grid, by_cond, decodes)
-    lines += _sweep_table(grid, sweep_cells, by_cond)
-    lines += _dev_curves(grid, by_cond, sweep_cells)
+    lines += heldout_table(grid, by_cond, decodes)
+    lines += sweep_table(grid, sweep_cells, by_cond)
+    lines += dev_curves(grid, by_cond, sweep_cells)
     if found.details:
         lines += ["## Comparisons in detail", "", _DETAILS_ABOUT, ""] + DETAILS_HEAD + found.details + [""]
     lines += _layers(by_cond, out, order)
@@ -184,17 +172,18 @@ def _verdict_section(grid, verdict_lines, by_cond):
 
 
 def _wer_table(grid, by_cond, decodes, plot_name, only_run=False):
+    cols = decodes or ["WER"]  # no finished cell yet: one column of "not yet run"
     lines = ["## WER by condition (mean ± sd over seeds)", "",
-             "| condition | what | seeds | " + " | ".join(decodes) + " |",
-             "|---|---|---|" + "---|" * len(decodes)]
+             "| condition | what | seeds | " + " | ".join(cols) + " |",
+             "|---|---|---|" + "---|" * len(cols)]
     for name, cond in grid["conditions"].items():
         if name in by_cond:
             cs = by_cond[name]
             lines.append(f"| {name} | {(cond or {}).get('about', '')} | {len(cs)} | "
-                         + " | ".join(_mean_sd([c["decodes"][d]["wer"] for c in cs]) for d in decodes) + " |")
+                         + " | ".join(mean_sd([c["decodes"][d]["wer"] for c in cs]) for d in decodes) + " |")
         elif not only_run:
             lines.append(f"| {name} | {(cond or {}).get('about', '')} | 0 | "
-                         + " | ".join("not yet run" for _ in decodes or [0]) + " |")
+                         + " | ".join("not yet run" for _ in cols) + " |")
     if by_cond and decodes:
         first = next(iter(by_cond.values()))[0]
         lines += ["", "Reference words per set: " + ", ".join(f"{d} {first['decodes'][d]['words']}"
@@ -203,71 +192,6 @@ def _wer_table(grid, by_cond, decodes, plot_name, only_run=False):
     if plot_name:
         lines += [f"![WER by condition]({plot_name}) (dots: seeds; bars: ± 1 sd)", ""]
     return lines
-
-
-def _heldout_table(grid, by_cond, decodes):
-    """Held-out words (grids on that corpus): recall, false alarms, WER of the utterances holding one."""
-    tests = [d for d in decodes if "dev" not in d]
-    if not any("heldout" in c["decodes"].get(d, {}) for cs in by_cond.values() for c in cs for d in tests):
-        return []
-    lines = ["## Held-out words (mean ± sd over seeds)", "",
-             "Recall: hits / occurrences of the held-out words in the references (%); false alarms: "
-             "held-out words in the hypotheses that are not correct there; WER of the utterances that hold one.", "",
-             "| condition | " + " | ".join(f"{d} recall | false alarms | WER" for d in tests) + " |",
-             "|---|" + "---|---|---|" * len(tests)]
-    for name in grid["conditions"]:
-        if name not in by_cond:
-            continue
-        cols = []
-        for d in tests:
-            h = [c["decodes"][d]["heldout"] for c in by_cond[name] if "heldout" in c["decodes"][d]]
-            cols += [_mean_sd([x["recall"] for x in h]), _mean_sd([float(x["false_alarms"]) for x in h]),
-                     _mean_sd([x["wer"] for x in h])]
-        lines.append(f"| {name} | " + " | ".join(cols) + " |")
-    return lines + [""]
-
-
-def _sweep_table(grid, sweep_cells, by_cond):
-    """Per swept condition: each value's seed-1 dev WER (the choosing score) and the choice."""
-    swept = {n: c["sweep"] for n, c in grid["conditions"].items() if (c or {}).get("sweep")}
-    if not swept:
-        return []
-    lines = ["## Weight sweeps", "",
-             "Seed 1 once per value; the value with the lowest mean of full-context and streaming WER on the "
-             "sweep's dev set is chosen (ties: the first listed) and its cell becomes the condition's seed 1.", "",
-             "| condition | swept key | value | dev WER (mean of both modes) | chosen |", "|---|---|---|---|---|"]
-    for name, sweep in swept.items():
-        scores = {}
-        for c in sweep_cells:
-            if c["condition"].split("@", 1)[0] == name:
-                scores[c["condition"].split("@", 1)[1]] = sweep_score(c, sweep["by"])
-        chosen = {c.get("from_sweep", "").split("@", 1)[-1] for c in by_cond.get(name, []) if c.get("from_sweep")}
-        for value in sweep["values"]:
-            score = scores.get(str(value))
-            mark = "yes" if str(value) in chosen else ("-" if chosen or score is None else "(sweep unfinished)")
-            lines.append(f"| {name} | {sweep['key']} | {value} | "
-                         f"{'not yet run' if str(value) not in scores else _fmt(score)} | {mark} |")
-    return lines + [""]
-
-
-def _dev_curves(grid, by_cond, sweep_cells):
-    """Per condition, one seed's greedy dev WER after each epoch (the training log's validation)."""
-    curves = {}
-    for name in grid["conditions"]:
-        for c in by_cond.get(name, []):
-            curve = dev_curve(c)
-            if curve:
-                curves[name] = (c["seed"], dict(curve))
-                break
-    if not curves:
-        return []
-    epochs = sorted({e for _, curve in curves.values() for e in curve})
-    lines = ["## Dev WER per epoch (greedy, the training log's validation; one seed per condition)", "",
-             "| epochs done | " + " | ".join(f"{n} (seed {s})" for n, (s, _) in curves.items()) + " |",
-             "|---|" + "---|" * len(curves)]
-    for e in epochs:
-        lines.append(f"| {e + 1} | " + " | ".join(_fmt(curve.get(e)) for _, curve in curves.values()) + " |")
-    return lines + [""]
 
 
 def _layer_rows(cells: list[dict]) -> dict[str, dict[str, list[float]]]:
@@ -284,6 +208,8 @@ def _layer_rows(cells: list[dict]) -> dict[str, dict[str, list[float]]]:
 
 
 def _layers(by_cond, out: Path, order: list[str]):
+    if not any(c.get("analysis") or c.get("analysis_over_training") for cs in by_cond.values() for c in cs):
+        return []
     lines = ["## Per-layer consistency", "",
              "Mean squared distance between per-frame normalised speech and text representations along "
              "the best alignment, the uniform one and the best alignment to a *mismatched* transcript; "
@@ -314,7 +240,7 @@ def _layers(by_cond, out: Path, order: list[str]):
                       "|---|" + "---|" * len(layer_names)]
             for step in sorted(steps, key=int):
                 vals = {r["layer"]: r["matched_ratio"] for r in steps[step]["layers"]}
-                lines.append(f"| {step} | " + " | ".join(_fmt(vals.get(n), 3) for n in layer_names) + " |")
+                lines.append(f"| {step} | " + " | ".join(fmt(vals.get(n), 3) for n in layer_names) + " |")
             lines.append("")
         plot_over_training(over, out.with_name(out.stem + "_layers.png"))
         lines += [f"![per-layer consistency over training]({out.stem}_layers.png)", ""]
@@ -322,13 +248,15 @@ def _layers(by_cond, out: Path, order: list[str]):
 
 
 def _appendix(cells, ref_version, decodes):
+    if not cells:
+        return []
     lines = ["## Appendix: every cell", "",
              "| cell | " + " | ".join(decodes) + " | wall (min) | commit | comparable | last validation |",
              "|---|" + "---|" * (len(decodes) + 4)]
     for c in sorted(cells, key=lambda c: (c["condition"], c["seed"])):
         last = c["train_log_tail"][-1].split("validation: ", 1)[-1] if c.get("train_log_tail") else "-"
         lines.append(f"| {c['condition']}/seed{c['seed']} | "
-                     + " | ".join(_fmt(c["decodes"].get(d, {}).get("wer")) for d in decodes)
+                     + " | ".join(fmt(c["decodes"].get(d, {}).get("wer")) for d in decodes)
                      + f" | {c.get('wall_s', 0) / 60:.1f} | {c['versions']['code']['commit'][:10]} | "
                      + f"{'yes' if version_key(c) == ref_version else 'no'} | {last} |")
     lines += ["", "Rerun one cell: `cd egs/mini && ./run.sh --stage 5 --stop-stage 8 --tag study/<condition>/seed<k> "
