@@ -30,7 +30,7 @@ CLAIMS = {("C", "B"): ("the best-alignment consistency loss lowers WER over the 
           ("C", "M"): ("the best path replaces Maestro's explicit alignment and duration models", "better"),
           ("C", "Crep"): ("the best alignment needs no upsampling", "equal"),
           ("C_noctc", "B_noctc"): ("the consistency gain holds without the auxiliary CTC", "better"),
-          ("C_pruned", "C"): ("(toolkit check) the pruned HAT loss trains as well as the full one", "equal")}
+          ("C_pruned", "C"): ("toolkit check: the pruned HAT loss trains as well as the full one", "equal")}
 
 
 @dataclass(frozen=True)
