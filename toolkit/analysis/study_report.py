@@ -94,7 +94,7 @@ _DETAILS_ABOUT = (
     "finds with 80 % power at α 0.05 (noncentral t). *TOST 90 %*: the interval two one-sided tests at 5 % "
     "use; equivalence needs it inside the margin. Secondary, not used for verdicts: the *seeds+utterances* "
     "percentile bootstrap (resamples each side's seeds and the utterances; with 3-5 seeds it covers less "
-    "than its nominal 95 %, about 90 % in simulation: `python -m toolkit.analysis.study_coverage`), "
+    "than its nominal 95 %, 83-92 % in simulation: `python -m toolkit.analysis.study_coverage`), "
     "the *utterances* bootstrap "
     "(Bisani and Ney: test-set noise only) and the matched-pairs sign-flip test over utterances.")
 

@@ -8,7 +8,8 @@ The headline is a t interval over seeds (:func:`seed_interval`), because a perce
 that resamples 3-5 seeds does not allow for how poorly so few seeds estimate their own spread:
 in simulation (``python -m toolkit.analysis.study_coverage``: 1000 utterances, seed sd 1.5 WER
 points, 400 studies a row) it covered 89.8 / 90.2 / 92.5 % of a nominal 95 % with 3 / 4 / 5
-seeds, Welch t 97.2 / 97.2 / 96.5 %. It is
+seeds, Welch t 97.2 / 97.2 / 96.5 % (with a seed sd of 3 points: bootstrap 82.8 / 86.8 % at 3 / 5
+seeds). It is
 
 - *paired t* over the per-seed differences when seed k of both conditions is a real pair
   (identical step-0 weights; the caller decides, see toolkit/analysis/study_cells.py), with
