@@ -209,3 +209,18 @@ def test_every_condition_with_a_stage8_analysis_gets_its_per_layer_table(tmp_pat
     for name, ratio in (("B", "0.900"), ("C", "0.500"), ("W", "0.250")):
         table = text.split(f"**{name}** (")[1].split("\n\n")[1]
         assert f"| shared.1 | 1.00 | 2.00 | 4.00 | {ratio}" in table
+
+
+def test_a_sweep_chooses_the_lowest_value_and_its_cell_becomes_seed_1(tmp_path, fake_recipe):
+    grid = write_grid(tmp_path, """
+    seeds: [1, 2]
+    conditions:
+      S: {about: swept, set: [], sweep: {key: objective.consistency.weight, values: [0, 0.2], by: test}}
+    """)
+    done = study.run_grid(grid, fake_recipe)
+    assert [(r["condition"], r["seed"]) for r in done] == [("S@0", 1), ("S@0.2", 1), ("S", 2)]
+    assert done[-1]["overrides"] == ["objective.consistency.weight=0.2"]  # weight 0 errs in the fake recipe
+    seed1 = json.loads((fake_recipe / "exp/study/S/seed1/cell.json").read_text())
+    assert seed1["from_sweep"] == "S@0.2" and "_dir" not in seed1
+    text = write_study_report(study.load_grid(grid), study.finished_cells(fake_recipe), tmp_path / "r.md").read_text()
+    assert "| S | objective.consistency.weight | 0.2 | 0.00 | yes |" in text
