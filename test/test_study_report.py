@@ -154,3 +154,12 @@ def test_a_held_out_grid_leaves_out_cells_of_the_standard_corpus(tmp_path):
     text = report(tmp_path, grid, old + new)
     assert "from 1 finished cells" in text and "| B | base | 0 | not yet run |" in text
     assert "B/seed1" not in text and "B_sched/seed1" in text
+
+
+def test_a_swept_condition_with_only_sweep_cells_shows_their_dev_curve(tmp_path):
+    grid = {"about": "t", "seeds": [1, 2], "comparisons": [],
+            "conditions": {"C": {"about": "swept", "sweep": {"key": "w", "values": [0.02, 0.05], "by": "dev"}}}}
+    log = ["x INFO epoch 0 validation: loss 3.0 wer 70.0"]
+    text = report(tmp_path, grid, [cell("C@0.02", 1, {"full_dev": 150, "streaming_dev": 170}, train_log_tail=log)])
+    assert "| epochs done | C@0.02 (seed 1) |" in text and "| 1 | 70.00 |" in text
+    assert "| C | w | 0.02 | 16.00 | (sweep unfinished) |" in text and "C 1/3 (not yet: 0.05@1, 2)" in text

@@ -52,9 +52,10 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
     cells = [c for c in cells if _of_this_corpus(grid, c)]
     sweep_cells = [c for c in cells if _swept(grid, c["condition"])]
     cells = [c for c in cells if c["condition"] in grid["conditions"]]  # this grid's cells only
-    groups = Counter(version_key(c) for c in cells).most_common()
+    groups = Counter(version_key(c) for c in cells + sweep_cells).most_common()
     ref_version = groups[0][0] if groups else None
     used = [c for c in cells if version_key(c) == ref_version]
+    sweep_cells = [c for c in sweep_cells if version_key(c) == ref_version]
     by_cond = _by_condition(used)
     order = [n for n in grid["conditions"] if n in by_cond]
     decodes = decode_names(used)
@@ -62,7 +63,7 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
     lines += _header(grid, cells, used, command)
     lines += _finished(grid, used, sweep_cells)
     found = verdicts(grid, by_cond, decodes)
-    lines += _verdict_section(grid, found.lines, by_cond)
+    lines += _verdict_section(grid, found.lines)
     lines += _wer_table(grid, by_cond, decodes, out.stem + "_wer.png" if used else None)
     lines += heldout_table(grid, by_cond, decodes)
     lines += sweep_table(grid, sweep_cells, by_cond)
@@ -159,7 +160,7 @@ def _finished(grid, used, sweep_cells):
             " (seeds; a sweep cell is value@seed).", ""]
 
 
-def _verdict_section(grid, verdict_lines, by_cond):
+def _verdict_section(grid, verdict_lines):
     margin = float(grid.get("equivalence_margin", DEFAULT_MARGIN))
     return ["## Verdicts", "",
             "Each line: Δ = condition − baseline (absolute %) with its 95 % t interval over seeds — *paired t* "

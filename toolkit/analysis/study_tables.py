@@ -67,12 +67,13 @@ def sweep_table(grid, sweep_cells, by_cond):
 
 def dev_curves(grid, by_cond, sweep_cells):
     """Per condition, one seed's greedy dev WER after each epoch (the training log's validation)."""
-    curves = {}
+    curves = {}  # label -> (seed, {epoch: WER}); a swept condition with no seed yet shows a sweep cell
     for name in grid["conditions"]:
-        for c in by_cond.get(name, []):
+        swept = [c for c in sweep_cells if c["condition"].split("@", 1)[0] == name]
+        for c in by_cond.get(name, []) + swept:
             curve = dev_curve(c)
             if curve:
-                curves[name] = (c["seed"], dict(curve))
+                curves[c["condition"]] = (c["seed"], dict(curve))
                 break
     if not curves:
         return []
