@@ -11,8 +11,7 @@ import pytest
 
 from toolkit.analysis import study
 from toolkit.analysis.study_report import write_study_report
-from toolkit.analysis.study_stats import (compare, detectable_difference, seed_paired_interval, sign_flip_test,
-                                          two_level_bootstrap, utterance_bootstrap)
+from toolkit.analysis.study_stats import sign_flip_test, two_level_bootstrap, utterance_bootstrap
 from toolkit.utils.config import ConfigError
 
 GRID = """
@@ -116,9 +115,10 @@ def test_report_from_cells_has_tables_intervals_verdicts_and_plot(tmp_path, fake
     text = out.read_text()
     # B: seeds 1 and 2 each get 3 of 6 utterances wrong (2 errors of 4 words): 25 % WER; C: 0 %
     assert "| B | no consistency | 2 | 25.00 ± 0.00 |" in text
-    assert "| C vs B | full_test | 2/2 | -25.00 |" in text and "-25.00 [-25.00, -25.00] (n=2)" in text
-    assert "lowers WER over the same training without it* (C vs B, 2/2 seeds): full_test: Δ -25.00" in text
-    assert "supports it (the interval lies below zero)" in text and "| W/seed1 |" in text
+    assert "| C vs B | full_test | 2/2 | -25.00 | Welch t [-25.00, -25.00] |" in text
+    # the fake cells record no initialisation (no config.yaml): their seeds are not claimed as pairs
+    assert "- C vs B, full-context, test: Δ WER -25.00 [-25.00, -25.00] (Welch t, 2/2 seeds): C better." in text
+    assert "| W/seed1 |" in text
     assert (tmp_path / "STUDY_wer.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -134,7 +134,7 @@ def test_report_leaves_out_cells_of_another_code_version(tmp_path, fake_recipe):
             c["versions"]["code"]["code"] = "other"
     text = write_study_report(study.load_grid(grid), cells, tmp_path / "S.md").read_text()
     assert "## Cells of another version (code other" in text
-    assert text.count("| C vs B | full_test | 1/1 |") == 2
+    assert text.count("- C vs B, full-context, test: Δ WER — only 1/1 seeds, no interval") == 2
 
 
 def test_bootstrap_delta_is_the_wer_difference_and_identical_systems_give_zero():
@@ -165,17 +165,6 @@ def test_two_level_interval_widens_with_seed_spread():
     lo_c, hi_c = two_level_bootstrap(calm, calm * 0.9, words)
     lo_n, hi_n = two_level_bootstrap(noisy, calm * 0.9, words)
     assert hi_n - lo_n > 2 * (hi_c - lo_c)
-
-
-def test_seed_paired_interval_is_the_t_interval_of_the_per_seed_differences():
-    mean, lo, hi, n = seed_paired_interval([1.0, 2.0, 3.0])
-    assert (mean, n) == (2.0, 3) and hi - mean == pytest.approx(4.303 * 1.0 / math.sqrt(3))
-    assert seed_paired_interval([0.5]) is None
-
-
-def test_detectable_difference_is_the_power_formula():
-    assert detectable_difference(1.0, 2) == pytest.approx(2.8016, rel=1e-4)
-    assert math.isclose(detectable_difference(2.0, 8), detectable_difference(1.0, 2))
 
 
 def test_archived_cells_regenerate_the_report_and_are_not_run_again(tmp_path, fake_recipe):
@@ -220,3 +209,18 @@ def test_every_condition_with_a_stage8_analysis_gets_its_per_layer_table(tmp_pat
     for name, ratio in (("B", "0.900"), ("C", "0.500"), ("W", "0.250")):
         table = text.split(f"**{name}** (")[1].split("\n\n")[1]
         assert f"| shared.1 | 1.00 | 2.00 | 4.00 | {ratio}" in table
+
+
+def test_a_sweep_chooses_the_lowest_value_and_its_cell_becomes_seed_1(tmp_path, fake_recipe):
+    grid = write_grid(tmp_path, """
+    seeds: [1, 2]
+    conditions:
+      S: {about: swept, set: [], sweep: {key: objective.consistency.weight, values: [0, 0.2], by: test}}
+    """)
+    done = study.run_grid(grid, fake_recipe)
+    assert [(r["condition"], r["seed"]) for r in done] == [("S@0", 1), ("S@0.2", 1), ("S", 2)]
+    assert done[-1]["overrides"] == ["objective.consistency.weight=0.2"]  # weight 0 errs in the fake recipe
+    seed1 = json.loads((fake_recipe / "exp/study/S/seed1/cell.json").read_text())
+    assert seed1["from_sweep"] == "S@0.2" and "_dir" not in seed1
+    text = write_study_report(study.load_grid(grid), study.finished_cells(fake_recipe), tmp_path / "r.md").read_text()
+    assert "| S | objective.consistency.weight | 0.2 | 0.00 | yes |" in text

@@ -25,7 +25,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from toolkit.analysis.study_grid import Cell, cells_of, load_grid  # noqa: F401 (the runner's grid API)
+from toolkit.analysis.study_grid import (Cell, best_sweep_value, cells_of, load_grid,  # noqa: F401 (the runner's grid API)
+                                         sweep_score)
 from toolkit.utils.config import ConfigError, load_yaml
 from toolkit.utils.fileio import atomic_write
 
@@ -48,13 +49,12 @@ def sweep_choice(grid: dict, name: str, recipe: Path) -> tuple[object, dict] | N
         if not recs:
             return None
         rec = recs[0]
-        wers = [rec["decodes"][f"{mode}_{sweep['by']}"]["wer"] for mode in ("full", "streaming")
-                if f"{mode}_{sweep['by']}" in rec["decodes"]]
-        if not wers:
+        score = sweep_score(rec, sweep["by"])
+        if score is None:
             raise ConfigError(f"sweep of {name}: cell {name}@{value} has no decode of {sweep['by']}")
-        scored.append((sum(wers) / len(wers), value, rec))
-    best = min(scored, key=lambda x: x[0])
-    return best[1], best[2]
+        scored.append((value, score, rec))
+    value = best_sweep_value([(v, sc) for v, sc, _ in scored])
+    return value, next(rec for v, _, rec in scored if v == value)
 
 
 def resolve_sweep(cell: Cell, grid: dict, recipe: Path) -> Cell | None:
@@ -72,7 +72,8 @@ def resolve_sweep(cell: Cell, grid: dict, recipe: Path) -> Cell | None:
     if not seed1.exists():
         seed1.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(seed1) as f:
-            json.dump({**rec, "condition": cell.condition, "from_sweep": f"{cell.condition}@{value}"}, f,
+            json.dump({**{k: v for k, v in rec.items() if k != "_dir"}, "condition": cell.condition,
+                       "from_sweep": f"{cell.condition}@{value}"}, f,
                       indent=1, sort_keys=True)
     return Cell(cell.condition, cell.seed, cell.overrides + (f"{sweep['key']}={value}",), cell.about)
 
@@ -173,21 +174,63 @@ def collect_cell(cell: Cell, cell_dir: Path, versions: dict) -> dict:
     return {"condition": cell.condition, "seed": cell.seed, "overrides": list(cell.overrides),
             "about": cell.about, "versions": versions, "decodes": decodes, "analysis": analysis,
             "train_log_tail": _valid_lines(cell_dir / "train.log"),
-            "aligner": json.loads(aligner.read_text()) if uses_aligner and aligner.exists() else None}
+            "aligner": json.loads(aligner.read_text()) if uses_aligner and aligner.exists() else None,
+            "decode_setup": decode_setup(cell_dir), "init_digest": init_digest(cell_dir)}
 
 
-def save_initial_model(cell_dir: Path) -> Path:
+def decode_setup(cell_dir: Path) -> dict:
+    """{method, beam, blank_penalty, num_avg} of the cell: the method every decode's rtf.txt
+    names (None if they differ or none says), and how many checkpoints the last averaging in
+    run.log took (None if run.log does not say)."""
+    from toolkit.analysis.study_cells import parse_method
+
+    methods = set()
+    for rtf in sorted(cell_dir.glob("decode_*/rtf.txt")):
+        methods |= {line.split(None, 1)[1].strip() for line in rtf.read_text(encoding="utf-8").splitlines()
+                    if line.startswith("method ") and len(line.split(None, 1)) == 2}
+    setup = parse_method(methods.pop()) if len(methods) == 1 else {"method": None, "beam": None,
+                                                                   "blank_penalty": None}
+    run_log = cell_dir / "run.log"
+    averaged = [line for line in (run_log.read_text(encoding="utf-8", errors="replace").splitlines()
+                                  if run_log.exists() else []) if line.startswith("averaged ") and " -> " in line]
+    setup["num_avg"] = len(averaged[-1][len("averaged "):].split(" -> ")[0].split(", ")) if averaged else None
+    return setup
+
+
+def initial_model(cell_dir: Path):
     """The cell's model as the trainer initialised it (same seed, same construction order)."""
-    import torch
-
     from toolkit.models import build_model
     from toolkit.train.launch import MODEL_INPUT_KEYS, seed_everything
     conf = load_yaml(cell_dir / "config.yaml")
     seed_everything(conf["seed"])  # rank 0
-    model = build_model({k: conf.get(k) for k in MODEL_INPUT_KEYS})
+    return build_model({k: conf.get(k) for k in MODEL_INPUT_KEYS})
+
+
+def init_digest(cell_dir: Path) -> str | None:
+    """sha256 over the step-0 state_dict (names, dtypes, shapes, values), rebuilt from the
+    cell's config.yaml and seed (no step-0 checkpoint is kept); None without a config.yaml or
+    when the model cannot be rebuilt. Equal digests: seed k of two conditions is a real pair."""
+    if not (cell_dir / "config.yaml").exists():
+        return None
+    try:
+        model = initial_model(cell_dir)
+    except (ConfigError, KeyError, TypeError, ValueError) as e:
+        log.warning("%s: step-0 model not rebuilt (%s); no init_digest", cell_dir, e)
+        return None
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name} {t.dtype} {tuple(t.shape)}\n".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_initial_model(cell_dir: Path) -> Path:
+    import torch
+
     path = cell_dir / "checkpoints_init.pt"
     with atomic_write(path, "wb", encoding=None) as f:
-        torch.save(model.state_dict(), f)
+        torch.save(initial_model(cell_dir).state_dict(), f)
     return path
 
 
@@ -285,13 +328,18 @@ def archive_cells(recipe: Path) -> list[Path]:
     return copied
 
 
+def _read_cell(path: Path) -> dict:
+    """A cell.json record with ``_dir`` (where its other files are; not saved) added."""
+    return {**json.loads(path.read_text()), "_dir": str(path.parent)}
+
+
 def archived_cells(recipe: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((recipe / ARCHIVE).glob("*/*/seed*/cell.json"))]
+    return [_read_cell(p) for p in sorted((recipe / ARCHIVE).glob("*/*/seed*/cell.json"))]
 
 
 def finished_cells(recipe: Path) -> list[dict]:
     """Cells finished in exp/study, and archived cells not superseded by one there."""
-    live = [json.loads(p.read_text()) for p in sorted((recipe / "exp" / "study").glob("*/seed*/cell.json"))]
+    live = [_read_cell(p) for p in sorted((recipe / "exp" / "study").glob("*/seed*/cell.json"))]
     key = {(c["condition"], c["seed"], json.dumps(c["versions"], sort_keys=True)) for c in live}
     return live + [c for c in archived_cells(recipe)
                    if (c["condition"], c["seed"], json.dumps(c["versions"], sort_keys=True)) not in key]

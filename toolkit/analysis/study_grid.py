@@ -13,7 +13,8 @@ A grid file (``conf/study.yaml``)::
 
 Keys that tell ``egs/mini/local/study.sh`` how to prepare the grid's data: ``corpus_opts``
 (stage 0 options of the study's corpus), ``aligner: true`` (train the explicit aligner
-before the cells), ``report`` (the report file's name).
+before the cells), ``report`` (the report file's name). ``equivalence_margin`` (absolute WER,
+default 1.0): the margin of the report's equivalence tests (TOST).
 
 A condition with a ``sweep`` first runs seed 1 once per value (cells ``<condition>@<value>``,
 in the condition's phase), chooses the value whose cell has the lowest mean of its
@@ -24,6 +25,7 @@ phase later. Until every sweep cell has finished, those seeds wait.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from toolkit.utils.config import ConfigError, load_yaml
@@ -44,7 +46,8 @@ class Cell:
 def load_grid(path: str | os.PathLike) -> dict:
     grid = load_yaml(path)
     unknown = sorted(set(grid) - {"recipe_args", "seeds", "conditions", "about", "comparisons", "common_set",
-                                  "checkpoint_analysis", "corpus_opts", "aligner", "report"})
+                                  "checkpoint_analysis", "corpus_opts", "aligner", "report",
+                                  "equivalence_margin"})
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
     if not isinstance(grid.get("conditions"), dict) or not grid["conditions"]:
@@ -84,3 +87,16 @@ def cells_of(grid: dict, only: list[str] | None = None) -> list[Cell]:
         for rank, seed in enumerate(seeds):
             order.append(((phase, rank, index), Cell(name, int(seed), overrides, cond.get("about", ""))))
     return [cell for _, cell in sorted(order, key=lambda x: x[0])]
+
+
+def sweep_score(record: dict, by: str) -> float | None:
+    """What a sweep cell is chosen by: the mean of its full-context and streaming WER on the
+    ``by`` set (None: the cell decoded neither)."""
+    wers = [record["decodes"][f"{mode}_{by}"]["wer"] for mode in ("full", "streaming")
+            if f"{mode}_{by}" in record["decodes"]]
+    return sum(wers) / len(wers) if wers else None
+
+
+def best_sweep_value(scores: list[tuple[object, float]]) -> object:
+    """The value with the lowest score among (value, score) in the grid's order (ties: the first)."""
+    return min(scores, key=lambda vs: vs[1])[0]

@@ -1,45 +1,30 @@
-"""STUDY.md from a study's finished cells alone: tables, intervals, plots, a verdict per claim.
+"""STUDY.md from a study's finished cells alone: verdicts, tables, intervals, plots.
 
 Only cells of one code and data version are compared (the version most cells have); any
-other cell is listed in the appendix and left out of every table. Every number in the
-report is computed here from the cells' ``cell.json`` files (see toolkit/analysis/study.py).
+other cell is listed in the appendix and left out of every table. Every number and every
+setting the report states (decode method, beam, blank penalty, averaged checkpoints, the seed
+of the over-training table) is read from the cells (``cell.json`` and the files archived
+beside it, toolkit/analysis/study_cells.py); a grid with few or no finished cells gives a
+report that says which cells have not run. Verdicts and statistics:
+toolkit/analysis/study_verdicts.py.
 """
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from toolkit.analysis.study_stats import compare, detectable_difference
+from toolkit.analysis.study_cells import decode_setup
+from toolkit.analysis.study_grid import cells_of
+from toolkit.analysis.study_plots import plot_over_training, plot_wer
+from toolkit.analysis.study_tables import dev_curves, fmt, heldout_table, mean_sd, sweep_table
+from toolkit.analysis.study_verdicts import DEFAULT_MARGIN, DETAILS_HEAD, verdicts
 from toolkit.utils.fileio import atomic_write
-
-# (condition, baseline) -> (the paper's claim it tests, "better": the condition should be lower;
-# "equal": the condition should be no worse)
-CLAIMS = {("C", "B"): ("the best-alignment consistency loss lowers WER over the same training without it", "better"),
-          ("C", "D"): ("aligning along the best path beats the upsampling (uniform) heuristic", "better"),
-          ("C", "E"): ("the best path does as well as an explicit alignment model (forced alignment)", "equal"),
-          ("B", "A"): ("text-only training (masked phoneme reconstruction) helps when paired speech is scarce",
-                       "better"),
-          ("C_noctc", "B_noctc"): ("the consistency gain holds without the auxiliary CTC", "better"),
-          ("C_pruned", "C"): ("(toolkit check) the pruned HAT loss trains as well as the full one", "equal")}
 
 
 def version_key(cell: dict) -> tuple:
     v = cell["versions"]
     return v["code"]["code"], v["code"]["dirty"], v["data"]
-
-
-def _fmt(x: float | None, nd: int = 2) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
-
-
-def _mean_sd(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def decode_names(cells: list[dict]) -> list[str]:
@@ -48,25 +33,44 @@ def decode_names(cells: list[dict]) -> list[str]:
     return sorted(names, key=lambda n: ("dev" in n, not n.startswith("full"), n))
 
 
+def _of_this_corpus(grid: dict, cell: dict) -> bool:
+    """A grid on the held-out-word corpus (``--heldout-words`` in its corpus_opts) reports only
+    cells scored for held-out words, any other grid only cells that were not: the two corpora
+    share condition names (B, C), and their cells must not be mixed, whatever their number."""
+    heldout_grid = "--heldout-words" in str(grid.get("corpus_opts", ""))
+    return heldout_grid == any("heldout" in d for d in cell["decodes"].values())
+
+
+def _swept(grid: dict, name: str) -> str | None:
+    """The swept condition a sweep cell's name (<condition>@<value>) belongs to."""
+    base = name.split("@", 1)[0]
+    return base if "@" in name and (grid["conditions"].get(base) or {}).get("sweep") else None
+
+
 def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = "") -> Path:
     out = Path(out)
+    cells = [c for c in cells if _of_this_corpus(grid, c)]
+    sweep_cells = [c for c in cells if _swept(grid, c["condition"])]
     cells = [c for c in cells if c["condition"] in grid["conditions"]]  # this grid's cells only
-    if not cells:
-        with atomic_write(out) as f:
-            f.write("# Study\n\nNo cell has finished yet.\n")
-        return out
-    groups = Counter(version_key(c) for c in cells).most_common()
-    ref_version = groups[0][0]
+    groups = Counter(version_key(c) for c in cells + sweep_cells).most_common()
+    ref_version = groups[0][0] if groups else None
     used = [c for c in cells if version_key(c) == ref_version]
+    sweep_cells = [c for c in sweep_cells if version_key(c) == ref_version]
     by_cond = _by_condition(used)
     order = [n for n in grid["conditions"] if n in by_cond]
     decodes = decode_names(used)
     lines = [f"# Study: {grid.get('about', '')}", ""]
     lines += _header(grid, cells, used, command)
-    lines += _wer_table(grid, by_cond, order, decodes, out.stem + "_wer.png")
-    lines += _comparisons(grid, by_cond, decodes)
+    lines += _finished(grid, used, sweep_cells)
+    found = verdicts(grid, by_cond, decodes)
+    lines += _verdict_section(grid, found.lines)
+    lines += _wer_table(grid, by_cond, decodes, out.stem + "_wer.png" if used else None)
+    lines += heldout_table(grid, by_cond, decodes)
+    lines += sweep_table(grid, sweep_cells, by_cond)
+    lines += dev_curves(grid, by_cond, sweep_cells)
+    if found.details:
+        lines += ["## Comparisons in detail", "", _DETAILS_ABOUT, ""] + DETAILS_HEAD + found.details + [""]
     lines += _layers(by_cond, out, order)
-    lines += _claims(by_cond, decodes)
     for version, _ in groups[1:]:  # cells of other code/data: compared among themselves only
         other = _by_condition([c for c in cells if version_key(c) == version])
         if len(other) < 2:
@@ -74,13 +78,26 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
         others = [c for cs in other.values() for c in cs]
         lines += [f"## Cells of another version (code {version[0]}{'+' + version[1] if version[1] else ''}, "
                   f"data {version[2]}): compared only with each other", ""]
-        lines += _wer_table(grid, other, [n for n in grid["conditions"] if n in other], decode_names(others), None)
-        lines += _comparisons(grid, other, decode_names(others))
+        lines += _wer_table(grid, other, decode_names(others), None, only_run=True)
+        lines += verdicts(grid, other, decode_names(others), skip_missing=True).lines + [""]
     lines += _appendix(cells, ref_version, decodes)
-    _plot_wer(by_cond, order, decodes, out.with_name(out.stem + "_wer.png"))
+    if used:
+        plot_wer(by_cond, order, decodes, out.with_name(out.stem + "_wer.png"))
     with atomic_write(out) as f:
         f.write("\n".join(lines) + "\n")
     return out
+
+
+_DETAILS_ABOUT = (
+    "Δ = WER(condition) − WER(baseline), absolute %, of the seed-averaged per-utterance errors. "
+    "*t over seeds* is the headline of every verdict (paired t over per-seed differences when the seeds "
+    "are real pairs, Welch t otherwise; df as used). *detectable* is the true difference this t test "
+    "finds with 80 % power at α 0.05 (noncentral t). *TOST 90 %*: the interval two one-sided tests at 5 % "
+    "use; equivalence needs it inside the margin. Secondary, not used for verdicts: the *seeds+utterances* "
+    "percentile bootstrap (resamples each side's seeds and the utterances; with 3-5 seeds it covers less "
+    "than its nominal 95 %, 83-92 % in simulation: `python -m toolkit.analysis.study_coverage`), "
+    "the *utterances* bootstrap "
+    "(Bisani and Ney: test-set noise only) and the matched-pairs sign-flip test over utterances.")
 
 
 def _by_condition(cells: list[dict]) -> dict[str, list[dict]]:
@@ -90,66 +107,93 @@ def _by_condition(cells: list[dict]) -> dict[str, list[dict]]:
     return by_cond
 
 
+def _setup_sentence(used: list[dict]) -> str:
+    """What every cell did after training, as the cells record it (or their RESULTS.md says)."""
+    setups = {tuple(sorted(decode_setup(c).items())) for c in used}
+    if len(setups) != 1:
+        return ("Each cell trains the recipe's model with one condition's overrides and one seed, averages "
+                "checkpoints, decodes both modes and scores; the cells' decode settings differ or are not "
+                "recorded (see each cell's RESULTS.md). WER in %.")
+    s = dict(next(iter(setups)))
+    avg = (f"averages its last {s['num_avg']} checkpoints" if s.get("num_avg") else
+           "averages its last checkpoints (how many is not recorded in these cells: the recipe's "
+           "`--num-avg`)")
+    if s.get("method") == "beam":
+        dec = f"beam search, beam {s['beam']}, blank penalty {s['blank_penalty']:g}"
+    elif s.get("method"):
+        dec = f"{s['method']} search, blank penalty {s['blank_penalty']:g}"
+    else:
+        dec = "the decode settings are not recorded in these cells"
+    return (f"Each cell trains the recipe's model with one condition's overrides and one seed, {avg}, "
+            f"decodes both modes ({dec}; from the cells' records or RESULTS.md) and scores; WER in %.")
+
+
 def _header(grid, cells, used, command):
+    total = len(cells_of(grid))
+    if not used:
+        return [f"Generated by `python -m toolkit.bin.study report` from 0 finished cells (of {total} in the grid).",
+                f"Command: `{command or 'local/study.sh'}`.", ""]
     commits = sorted({c["versions"]["code"]["commit"][:10] for c in used})
     machines = sorted({c.get("machine", "?") for c in used})
     hours = sum(c.get("wall_s", 0) for c in used) / 3600
-    total = sum(len((cond or {}).get("seeds", grid.get("seeds", [1]))) for cond in grid["conditions"].values())
     return [f"Generated by `python -m toolkit.bin.study report` from {len(used)} finished cells "
             f"(of {total} in the grid; {len(cells) - len(used)} of another code/data version left out).",
             f"Command: `{command or 'local/study.sh'}`. Code: commit(s) {', '.join(commits)} "
             f"(code hash {used[0]['versions']['code']['code']}), data version {used[0]['versions']['data']}. "
             f"Machine: {', '.join(machines)}. Compute: {hours:.1f} h of cell wall time.", "",
-            "Each cell trains the recipe's model with one condition's overrides and one seed, averages "
-            "the last 3 checkpoints, decodes both modes (beam 4, blank penalty 0.5) and scores; WER in %.", ""]
+            _setup_sentence(used), ""]
 
 
-def _wer_table(grid, by_cond, order, decodes, plot_name):
+def _finished(grid, used, sweep_cells):
+    """One line: which of the grid's cells finished (in the compared version) and which not."""
+    done = {(c["condition"], c["seed"]) for c in used + sweep_cells}
+    label = lambda c: f"{c.condition.partition('@')[2]}@{c.seed}" if "@" in c.condition else str(c.seed)  # noqa: E731
+    parts = []
+    for name in grid["conditions"]:
+        mine = cells_of(grid, [name])
+        todo = [label(c) for c in mine if (c.condition, c.seed) not in done]
+        n_ok = len(mine) - len(todo)
+        parts.append(f"{name} {n_ok}/{len(mine)}" + ("" if not todo else " (not yet run)" if not n_ok
+                                                     else f" (not yet: {', '.join(todo)})"))
+    n_done = sum(1 for c in cells_of(grid) if (c.condition, c.seed) in done)
+    return [f"Finished cells: {n_done} of {len(cells_of(grid))} — " + "; ".join(parts) +
+            " (seeds; a sweep cell is value@seed).", ""]
+
+
+def _verdict_section(grid, verdict_lines):
+    margin = float(grid.get("equivalence_margin", DEFAULT_MARGIN))
+    return ["## Verdicts", "",
+            "Each line: Δ = condition − baseline (absolute %) with its 95 % t interval over seeds — *paired t* "
+            "where seed k of both conditions starts from identical weights (recorded init digests, else the "
+            "same seed and model config), *Welch t* otherwise (e.g. a condition with extra parameters: its "
+            "seed k is not the baseline's seed k). A side is called better only when the interval excludes 0. "
+            f"Equivalence is claimed only by TOST: the whole 90 % interval inside ±{margin:.1f}.", ""] + \
+        (verdict_lines or ["- The grid names no comparison."]) + \
+        ["", "Not tested by this grid: the multilingual gain (the multilingual grid has not run) and "
+         "anything about 960 h of LibriSpeech.", ""]
+
+
+def _wer_table(grid, by_cond, decodes, plot_name, only_run=False):
+    cols = decodes or ["WER"]  # no finished cell yet: one column of "not yet run"
     lines = ["## WER by condition (mean ± sd over seeds)", "",
-             "| condition | what | seeds | " + " | ".join(decodes) + " |",
-             "|---|---|---|" + "---|" * len(decodes)]
-    for name in order:
-        cs = by_cond[name]
-        lines.append(f"| {name} | {grid['conditions'][name].get('about', '')} | {len(cs)} | "
-                     + " | ".join(_mean_sd([c["decodes"][d]["wer"] for c in cs]) for d in decodes) + " |")
-    words = {d: by_cond[order[0]][0]["decodes"][d]["words"] for d in decodes}
-    lines += ["", "Reference words per set: " + ", ".join(f"{d} {w}" for d, w in words.items()) + ".", ""]
+             "| condition | what | seeds | " + " | ".join(cols) + " |",
+             "|---|---|---|" + "---|" * len(cols)]
+    for name, cond in grid["conditions"].items():
+        if name in by_cond:
+            cs = by_cond[name]
+            lines.append(f"| {name} | {(cond or {}).get('about', '')} | {len(cs)} | "
+                         + " | ".join(mean_sd([c["decodes"][d]["wer"] for c in cs]) for d in decodes) + " |")
+        elif not only_run:
+            lines.append(f"| {name} | {(cond or {}).get('about', '')} | 0 | "
+                         + " | ".join("not yet run" for _ in cols) + " |")
+    if by_cond and decodes:
+        first = next(iter(by_cond.values()))[0]
+        lines += ["", "Reference words per set: " + ", ".join(f"{d} {first['decodes'][d]['words']}"
+                                                              for d in decodes) + "."]
+    lines.append("")
     if plot_name:
         lines += [f"![WER by condition]({plot_name}) (dots: seeds; bars: ± 1 sd)", ""]
     return lines
-
-
-def _comparisons(grid, by_cond, decodes):
-    lines = ["## Paired comparisons", "",
-             "Δ = WER(condition) − WER(baseline) of the seed-averaged per-utterance errors, absolute %. "
-             "Intervals are 95 %: *utterances* is Bisani and Ney's bootstrap over test utterances "
-             "(test-set noise only); *seeds+utterances* also resamples each side's seeds (training noise "
-             "too; the headline). p(sign flip) is the matched-pairs permutation test over utterances. "
-             "'detectable' is the difference 80 % power finds with these seeds, from the pooled seed sd. "
-             "*paired by seed*: seed k of both conditions has the same initialisation and batch order, so "
-             "the per-seed differences are paired; their mean and 95 % t interval.", "",
-             "| condition vs baseline | decode | seeds | Δ | utterances 95 % | P(Δ<0) | seeds+utterances 95 % "
-             "| paired by seed 95 % | p (sign flip) | seed sd | detectable |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for x, y in grid.get("comparisons", []):
-        if x not in by_cond or y not in by_cond:
-            continue
-        for d in decodes:
-            cmp_ = compare(by_cond[x], by_cond[y], d)
-            if cmp_ is None:
-                continue
-            sds = [statistics.stdev([c["decodes"][d]["wer"] for c in by_cond[k]]) for k in (x, y)
-                   if len(by_cond[k]) > 1]
-            sd = math.sqrt(sum(s * s for s in sds) / len(sds)) if sds else None
-            n = min(len(by_cond[x]), len(by_cond[y]))
-            two = f"[{cmp_.two_level_ci[0]:+.2f}, {cmp_.two_level_ci[1]:+.2f}]" if cmp_.two_level_ci else "-"
-            sp = cmp_.seed_paired
-            paired = f"{sp[0]:+.2f} [{sp[1]:+.2f}, {sp[2]:+.2f}] (n={sp[3]})" if sp else "-"
-            lines.append(f"| {x} vs {y} | {d} | {len(by_cond[x])}/{len(by_cond[y])} | {cmp_.delta:+.2f} | "
-                         f"[{cmp_.utt_ci[0]:+.2f}, {cmp_.utt_ci[1]:+.2f}] | {cmp_.p_improve:.2f} | {two} | {paired} | "
-                         f"{cmp_.sign_flip_p:.3f} | {_fmt(sd)} | "
-                         f"{_fmt(detectable_difference(sd, n) if sd is not None else None)} |")
-    return lines + [""]
 
 
 def _layer_rows(cells: list[dict]) -> dict[str, dict[str, list[float]]]:
@@ -166,6 +210,8 @@ def _layer_rows(cells: list[dict]) -> dict[str, dict[str, list[float]]]:
 
 
 def _layers(by_cond, out: Path, order: list[str]):
+    if not any(c.get("analysis") or c.get("analysis_over_training") for cs in by_cond.values() for c in cs):
+        return []
     lines = ["## Per-layer consistency", "",
              "Mean squared distance between per-frame normalised speech and text representations along "
              "the best alignment, the uniform one and the best alignment to a *mismatched* transcript; "
@@ -183,111 +229,39 @@ def _layers(by_cond, out: Path, order: list[str]):
             lines.append(f"| {layer} | {statistics.mean(q['best']):.2f} | {statistics.mean(q['uniform']):.2f} | "
                          f"{statistics.mean(q['mismatched']):.2f} | {statistics.mean(ratio):.3f}{sd} |")
         lines.append("")
-    over = {n: c["analysis_over_training"] for n in ("B", "C") for c in by_cond.get(n, [])
-            if c.get("analysis_over_training")}
+    over, seeds = {}, {}  # the cells that ran the analysis over training (the grid's checkpoint_analysis)
+    for name in order:
+        for c in by_cond[name]:
+            if c.get("analysis_over_training") and name not in over:
+                over[name], seeds[name] = c["analysis_over_training"], c["seed"]
     if over:
         lines += ["### Over training (best/mismatched per layer; step 0 = the untrained initialisation)", ""]
         for name, steps in over.items():
             layer_names = [r["layer"] for r in next(iter(steps.values()))["layers"]]
-            lines += [f"**{name}**, seed 1", "", "| step | " + " | ".join(layer_names) + " |",
+            lines += [f"**{name}**, seed {seeds[name]}", "", "| step | " + " | ".join(layer_names) + " |",
                       "|---|" + "---|" * len(layer_names)]
             for step in sorted(steps, key=int):
                 vals = {r["layer"]: r["matched_ratio"] for r in steps[step]["layers"]}
-                lines.append(f"| {step} | " + " | ".join(_fmt(vals.get(n), 3) for n in layer_names) + " |")
+                lines.append(f"| {step} | " + " | ".join(fmt(vals.get(n), 3) for n in layer_names) + " |")
             lines.append("")
-        _plot_over_training(over, out.with_name(out.stem + "_layers.png"))
+        plot_over_training(over, out.with_name(out.stem + "_layers.png"))
         lines += [f"![per-layer consistency over training]({out.stem}_layers.png)", ""]
     return lines
 
 
-def _verdict(cmp_, kind: str) -> str:
-    lo, hi = cmp_.two_level_ci or cmp_.utt_ci
-    if hi < 0:
-        return "supports it (the interval lies below zero)"
-    if lo > 0:
-        return "contradicts it (the interval lies above zero)"
-    if kind == "equal":
-        return f"is consistent with it (no difference detected; the interval allows up to {hi:+.2f})"
-    return "cannot tell (the interval straddles zero)"
-
-
-def _claims(by_cond, decodes):
-    lines = ["## What the data supports", ""]
-    for (x, y), (claim, kind) in CLAIMS.items():
-        if x not in by_cond or y not in by_cond:
-            lines.append(f"- *{claim}* ({x} vs {y}): not run yet.")
-            continue
-        parts = []
-        for d in decodes:
-            if "dev" in d:
-                continue
-            cmp_ = compare(by_cond[x], by_cond[y], d)
-            ci = cmp_.two_level_ci or cmp_.utt_ci
-            part = f"{d}: Δ {cmp_.delta:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] {_verdict(cmp_, kind)}"
-            sp = cmp_.seed_paired
-            if sp and sp[3] >= 3:  # the paired design's own reading, said beside the unpaired one
-                where = "below" if sp[2] < 0 else "above" if sp[1] > 0 else "around"
-                part += f"; paired by seed {sp[0]:+.2f} [{sp[1]:+.2f}, {sp[2]:+.2f}] ({sp[3]} seeds, {where} zero)"
-            parts.append(part)
-        lines.append(f"- *{claim}* ({x} vs {y}, {len(by_cond[x])}/{len(by_cond[y])} seeds): " + "; ".join(parts) + ".")
-    lines += ["", "Claims this grid cannot test at this scale: the multilingual gain (the multilingual grid "
-              "has not run) and anything about 960 h of LibriSpeech.", ""]
-    return lines
-
-
 def _appendix(cells, ref_version, decodes):
+    if not cells:
+        return []
     lines = ["## Appendix: every cell", "",
              "| cell | " + " | ".join(decodes) + " | wall (min) | commit | comparable | last validation |",
              "|---|" + "---|" * (len(decodes) + 4)]
     for c in sorted(cells, key=lambda c: (c["condition"], c["seed"])):
         last = c["train_log_tail"][-1].split("validation: ", 1)[-1] if c.get("train_log_tail") else "-"
         lines.append(f"| {c['condition']}/seed{c['seed']} | "
-                     + " | ".join(_fmt(c["decodes"].get(d, {}).get("wer")) for d in decodes)
+                     + " | ".join(fmt(c["decodes"].get(d, {}).get("wer")) for d in decodes)
                      + f" | {c.get('wall_s', 0) / 60:.1f} | {c['versions']['code']['commit'][:10]} | "
                      + f"{'yes' if version_key(c) == ref_version else 'no'} | {last} |")
     lines += ["", "Rerun one cell: `cd egs/mini && ./run.sh --stage 5 --stop-stage 8 --tag study/<condition>/seed<k> "
               "--train-args \"--set seed=<k> --set <the condition's overrides>\"` (the cell's config.yaml and "
               "run.sh hold the exact call).", ""]
     return lines
-
-
-def _plot_wer(by_cond, order, decodes, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tests = [d for d in decodes if "dev" not in d] or decodes
-    fig, axes = plt.subplots(1, len(tests), figsize=(4.5 * len(tests), 3.6), squeeze=False)
-    for ax, d in zip(axes[0], tests):
-        for i, name in enumerate(order):
-            wers = [c["decodes"][d]["wer"] for c in by_cond[name]]
-            ax.errorbar([i], [statistics.mean(wers)], yerr=[statistics.stdev(wers) if len(wers) > 1 else 0],
-                        fmt="o", capsize=4)
-            ax.plot([i] * len(wers), wers, ".", color="grey", alpha=0.6)
-        ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
-        ax.set_title(d)
-        ax.set_ylabel("WER %")
-    fig.tight_layout()
-    with atomic_write(path, "wb", encoding=None) as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
-
-
-def _plot_over_training(over: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(over), figsize=(5 * len(over), 3.6), squeeze=False, sharey=True)
-    for ax, (name, steps) in zip(axes[0], over.items()):
-        order = sorted(steps, key=int)
-        for layer in [r["layer"] for r in steps[order[0]]["layers"]]:
-            ys = [next(r["matched_ratio"] for r in steps[s]["layers"] if r["layer"] == layer) for s in order]
-            ax.plot([int(s) for s in order], ys, "o-", label=layer)
-        ax.set_title(f"{name}: best / mismatched")
-        ax.set_xlabel("training step")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_write(path, "wb", encoding=None) as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
