@@ -120,6 +120,30 @@ def test_the_lock_is_free_again_once_its_holder_leaves(tmp_path):
         assert f"pid {os.getpid()}" in (tmp_path / "train.lock").read_text()
 
 
+HOLD_LOCK_AND_FORK = (
+    "import os, sys, time; sys.path.insert(0, %r); from toolkit.train.guard import ExperimentLock\n"
+    "with ExperimentLock(sys.argv[1]):\n"
+    "    child = os.fork()\n"
+    "    if child == 0:\n        time.sleep(120); os._exit(0)\n"
+    "    print(child, flush=True); time.sleep(120)")
+
+
+def test_a_killed_runs_forked_workers_do_not_keep_its_lock(tmp_path):
+    """Data-loader workers are forked while the lock is held; when the run is SIGKILLed they
+    live on for a while, and a rerun must not be refused because of them."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK_AND_FORK % str(REPO), str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    child = int(holder.stdout.readline())
+    try:
+        holder.kill()
+        holder.wait()
+        os.kill(child, 0)  # the forked worker is still alive...
+        with ExperimentLock(tmp_path):  # ...and the lock is free all the same
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 # ---- SIGTERM to run.sh / run.pl --------------------------------------------------------------------
 FAKE_PYTHON = """#!/bin/bash
 echo $$ >> "$FAKE_PIDS"

@@ -1,10 +1,12 @@
 """What keeps one experiment dir to one training run, and a full disk from being a riddle.
 
-- :class:`ExperimentLock`: an ``fcntl.flock`` on ``<exp>/train.lock``, held for the whole
-  run by rank 0. A second training into the same dir (a second ``run.sh --stage 5``, a
+- :class:`ExperimentLock`: a POSIX record lock (``fcntl.lockf``) on ``<exp>/train.lock``,
+  held for the whole run by rank 0 (not ``flock``: a flock is shared with every process
+  forked while it is held, e.g. data-loader workers, and outlives a SIGKILLed holder until
+  they exit; a record lock belongs to the one process). A second training into the same dir (a second ``run.sh --stage 5``, a
   study cell started twice) is refused at once, naming the pid, host and start time of
   the run that holds it. The kernel drops the lock when the holder dies (even by
-  SIGKILL), so a stale lock file never blocks a rerun. flock is per host: on a cluster
+  SIGKILL), so a stale lock file never blocks a rerun. The lock is per host: on a cluster
   file system two hosts can both take it (NFS) — the lock guards one machine.
 - :func:`remove_stale_temp_files`: the ``.ckpt-N.pt.*.tmp`` files that a run killed
   while writing a checkpoint leaves; removed at start, under the lock (no writer can be
@@ -41,7 +43,7 @@ class ExperimentLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 os.close(fd)
