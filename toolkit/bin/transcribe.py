@@ -14,6 +14,8 @@ transcribed; the exit status is then 1. ``--mode full`` (default) decodes with t
 full-context second pass, ``--mode streaming`` with the streaming first pass, as it would
 run live. ``--json`` writes one JSON object per line: utt, text, duration, words and
 tokens with start/end seconds (the encoder frame each token was emitted in).
+Search settings (method, beam, blank penalty, ILM weight) default to those the recipe
+decoded with (``decode_defaults.yaml`` in the experiment dir or the pack); flags override.
 """
 from __future__ import annotations
 
@@ -32,11 +34,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", nargs="*", help="audio files")
     p.add_argument("--wav-scp", default=None, help="Kaldi wav.scp: uttid -> path or 'cmd |'")
     p.add_argument("--mode", choices=("full", "streaming"), default="full")
-    p.add_argument("--method", choices=("greedy", "beam"), default="greedy")
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--blank-penalty", type=float, default=0.0,
-                   help="subtracted from the blank log-prob; > 0 means fewer deletions")
-    p.add_argument("--ilm-weight", type=float, default=0.0, help="HAT internal LM subtraction (beam)")
+    p.add_argument("--method", choices=("greedy", "beam"), default=None,
+                   help="default: the model's decode_defaults.yaml (the recipe's choice), else greedy")
+    p.add_argument("--beam", type=int, default=None, help="default: decode_defaults.yaml, else 4")
+    p.add_argument("--blank-penalty", type=float, default=None,
+                   help="subtracted from the blank logit before normalisation; > 0 means fewer deletions "
+                        "(default: decode_defaults.yaml, else 0)")
+    p.add_argument("--ilm-weight", type=float, default=None,
+                   help="HAT internal LM subtraction (beam; default: decode_defaults.yaml, else 0)")
     p.add_argument("--batch-size", type=int, default=8, help="full mode: files decoded together")
     p.add_argument("--json", action="store_true", help="JSON lines with word and token times instead of text")
     p.add_argument("--ctm", default=None, help="also write the words as a CTM file")

@@ -94,17 +94,27 @@ def timed_units(sp, ids: Sequence[int], frames: Sequence[int], frame_s: float):
 
 
 class Transcriber:
-    """A loaded model plus search settings; ``transcribe`` files or arrays, ``stream`` live audio."""
+    """A loaded model plus search settings; ``transcribe`` files or arrays, ``stream`` live audio.
 
-    def __init__(self, experiment, mode: str = "full", method: str = "greedy", beam: int = 4,
-                 blank_penalty: float = 0.0, ilm_weight: float = 0.0, max_sym_per_frame: int = 3):
+    Search settings left None come from the experiment's ``decode_defaults.yaml`` (the
+    recipe's choice, carried by packed models too; :mod:`toolkit.decode.defaults`), else
+    greedy search without a blank penalty.
+    """
+
+    def __init__(self, experiment, mode: str = "full", method: str | None = None, beam: int | None = None,
+                 blank_penalty: float | None = None, ilm_weight: float | None = None,
+                 max_sym_per_frame: int | None = None):
+        from toolkit.decode.defaults import resolve
+        s = resolve(getattr(experiment, "decode_defaults", {}), method=method, beam=beam,
+                    blank_penalty=blank_penalty, ilm_weight=ilm_weight, max_sym_per_frame=max_sym_per_frame)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if method not in ("greedy", "beam"):
-            raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
+        if s["method"] not in ("greedy", "beam"):
+            raise ValueError(f"method must be 'greedy' or 'beam', got {s['method']!r}")
         self.experiment, self.model, self.sp = experiment, experiment.model, experiment.sp
-        self.mode, self.method, self.beam = mode, method, beam
-        self.blank_penalty, self.ilm_weight, self.max_sym_per_frame = blank_penalty, ilm_weight, max_sym_per_frame
+        self.mode, self.method, self.beam = mode, s["method"], s["beam"]
+        self.blank_penalty, self.ilm_weight, self.max_sym_per_frame = (s["blank_penalty"], s["ilm_weight"],
+                                                                        s["max_sym_per_frame"])
         self.frame_s = 0.01 * self.model.audio_encoder.frames_per_output  # seconds per encoder frame
 
     @classmethod
