@@ -150,11 +150,10 @@ class Transcriber:
 
     @torch.no_grad()
     def _full_batch(self, batch) -> list[Transcript]:
-        from toolkit.decode.runner import pad_features, run_search
+        from toolkit.decode.runner import pad_features, run_search, skip_if_too_short
         extractor = FbankExtractor(self._feat_dim())
         feats = [extractor.compute(s) for _, s in batch]
-        # audio shorter than the subsampling's receptive field (about 85 ms) has no encoder frame
-        ok = [k for k, f in enumerate(feats) if len(f) >= self.model.audio_encoder.min_frames]
+        ok = [k for k, f in enumerate(feats) if not skip_if_too_short(self.model, batch[k][0], len(f))]
         hyps, frames, share = {k: [] for k in range(len(batch))}, {k: [] for k in range(len(batch))}, 0.0
         if ok:
             start = time.perf_counter()
@@ -239,6 +238,8 @@ class Stream:
                 audio = np.concatenate(self.pieces) if self.pieces else np.zeros(0, np.float32)
                 self._final = t.transcribe_named([(uttid, audio)], mode="full")[0]
             else:
+                from toolkit.decode.runner import skip_if_too_short
+                skip_if_too_short(t.model, uttid, self.session.num_feat_frames)
                 n = self.session.num_samples
                 self._final = t._transcript(uttid, n, self.session.token_ids(), self.session.token_frames(),
                                             sum(self.session.chunk_compute_s))
