@@ -12,8 +12,10 @@ sample rate (resampled to 16 kHz with soxr), stereo mixed down; or a Kaldi ``wav
 wav.scp). A file that cannot be read is reported on stderr by name and the others are
 transcribed; the exit status is then 1. ``--mode full`` (default) decodes with the
 full-context second pass, ``--mode streaming`` with the streaming first pass, as it would
-run live. ``--json`` writes one JSON object per line: utt, text, duration, words and
-tokens with start/end seconds (the encoder frame each token was emitted in).
+run live. Recordings longer than ``--max-segment-s`` (20 s) are cut at pauses into
+speech segments (any length works, memory stays that of one segment). ``--json`` writes
+one JSON object per line: utt, text, duration, words and tokens with start/end seconds
+(the encoder frame each token was emitted in).
 Search settings (method, beam, blank penalty, ILM weight) default to those the recipe
 decoded with (``decode_defaults.yaml`` in the experiment dir or the pack); flags override.
 """
@@ -42,7 +44,10 @@ def get_parser() -> argparse.ArgumentParser:
                         "(default: decode_defaults.yaml, else 0)")
     p.add_argument("--ilm-weight", type=float, default=None,
                    help="HAT internal LM subtraction (beam; default: decode_defaults.yaml, else 0)")
-    p.add_argument("--batch-size", type=int, default=8, help="full mode: files decoded together")
+    p.add_argument("--batch-size", type=int, default=8, help="full mode: files (or segments) decoded together")
+    p.add_argument("--max-segment-s", type=float, default=20.0,
+                   help="longer recordings are cut at pauses (voice activity) into segments of at most "
+                        "this many seconds, decoded separately, times kept; 0: decode every file whole")
     p.add_argument("--json", action="store_true", help="JSON lines with word and token times instead of text")
     p.add_argument("--ctm", default=None, help="also write the words as a CTM file")
     p.add_argument("--device", default="cpu")
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     items = list_inputs(args)
     asr = Transcriber.from_pretrained(args.model, device=args.device, mode=args.mode, method=args.method,
                                       beam=args.beam, blank_penalty=args.blank_penalty,
-                                      ilm_weight=args.ilm_weight)
+                                      ilm_weight=args.ilm_weight, max_segment_s=args.max_segment_s)
     failures: list[str] = []
     bar = progress_bar(total=len(items), desc=f"transcribe ({args.mode})", enabled=not args.no_progress)
     ctm, counted_failures = [], 0
