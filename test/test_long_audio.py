@@ -111,3 +111,18 @@ def test_one_too_short_or_unreadable_file_costs_the_others_nothing(tiny_recipe, 
     assert rc == 1 and "bad" in err
     assert out.splitlines() == [f"long\t{want['long']}", "tiny\t", f"ok\t{want['ok']}"]
     assert any("tiny" in r.getMessage() and "too short" in r.getMessage() for r in caplog.records)
+
+
+def test_bench_transcribe_prints_time_and_memory_per_length_and_the_sentence_comparison(tiny_recipe, tmp_path,
+                                                                                          capsys):
+    from toolkit.bin import bench_transcribe
+    assert bench_transcribe.main([str(tiny_recipe["exp"]), "--minutes", "0.05", "0.1", "--work", str(tmp_path),
+                                  "--sentences", str(tiny_recipe["data"])]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    lengths = [r for r in rows if r[0].strip() in ("full", "streaming") and len(r) == 8]
+    assert [(r[0].strip(), r[1].strip()) for r in lengths] == [("full", "0.05"), ("full", "0.1"),
+                                                              ("streaming", "0.05"), ("streaming", "0.1")]
+    assert all(float(r[4]) > 0.05 and float(r[2]) > 0 for r in lengths)  # peak RSS GB, RTF
+    assert [float(lengths[0][5]), float(lengths[2][5])] == [1.0, 1.0]  # ratios to the first length
+    sentences = [r for r in rows if len(r) == 4 and r[0].strip() in ("full", "streaming")]
+    assert len(sentences) == 2 and all(float(x) >= 0 for r in sentences for x in r[1:])
