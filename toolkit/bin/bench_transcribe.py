@@ -57,6 +57,11 @@ def synthesize_speech(minutes: float, seed: int = 0, pool: int = 120) -> np.ndar
     return (np.concatenate(parts)[:want] / 32768.0).astype(np.float32)
 
 
+def settings_text(asr) -> str:
+    beam = f" {asr.beam}" if asr.method == "beam" else ""
+    return f"{asr.method}{beam}, blank penalty {asr.blank_penalty:g}"
+
+
 def child(model: str, wav: str, mode: str, max_segment_s: float) -> dict:
     """Transcribe one file here; what the parent prints (run in a fresh process)."""
     import soundfile as sf
@@ -70,7 +75,7 @@ def child(model: str, wav: str, mode: str, max_segment_s: float) -> dict:
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return {"audio_s": len(samples) / SAMPLE_RATE, "wall_s": wall, "cpu_s": cpu, "words": len(result.words),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
-            "settings": f"{asr.method} beam {asr.beam} bp {asr.blank_penalty:g}"}
+            "settings": settings_text(asr)}
 
 
 def run_child(model: str, wav: Path, mode: str, max_segment_s: float) -> dict:
@@ -128,7 +133,7 @@ def sentences_table(args) -> None:
         wers = [score({u: refs[u] for u in ids}, alone).wer, score(ref, {"long": cut}).wer,
                 score(ref, {"long": whole}).wer]
         print(f"| {mode} | " + " | ".join(f"{w:.2f}" for w in wers) + " |", flush=True)
-    print(f"# WER %; decode settings: {asr.method} beam {asr.beam} bp {asr.blank_penalty:g}, "
+    print(f"# WER %; decode settings: {settings_text(asr)}, "
           f"segments of at most {args.max_segment_s:g} s")
 
 
