@@ -24,6 +24,25 @@ def test_chunk_mask_matches_definition():
                 assert bool(mask[b, i, j]) == want, (b, i, j)
 
 
+def test_full_context_mask_hides_only_padded_keys():
+    lens = torch.tensor([5, 3])
+    mask = chunk_attention_mask(lens, 5, chunk_size=0, left_chunks=-1)
+    assert mask.dtype == torch.bool and mask.shape == (2, 1, 5)
+    assert mask[:, 0].tolist() == [[True] * 5, [True] * 3 + [False] * 2]
+
+
+@pytest.mark.parametrize("left", [-1, 0, 2])
+def test_chunk_mask_is_bool_and_equals_the_definition_for_long_inputs(left):
+    lens, T, chunk = torch.tensor([300, 123]), 300, 16
+    mask = chunk_attention_mask(lens, T, chunk_size=chunk, left_chunks=left)
+    assert mask.dtype == torch.bool
+    i, j = torch.meshgrid(torch.arange(T), torch.arange(T), indexing="ij")
+    diff = i // chunk - j // chunk
+    want = (diff >= 0) & ((diff <= left) if left >= 0 else True)
+    for b in range(2):
+        assert torch.equal(mask[b], (want & (j < lens[b])) | (i == j))
+
+
 def test_rotary_scores_depend_only_on_distance():
     q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
     s1 = (rotate(q, torch.tensor([5])) * rotate(k, torch.tensor([2]))).sum()

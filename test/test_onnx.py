@@ -68,6 +68,22 @@ def test_onnxruntime_greedy_tokens_equal_concord_greedy(experiment, ort):
     assert emitted > 0
 
 
+@pytest.mark.parametrize("penalty", [-4.0, -8.0])  # the tiny model emits labels freely: raise blank
+def test_onnxruntime_and_pytorch_greedy_apply_the_blank_penalty_alike(experiment, ort, penalty):
+    session = StreamingSession(experiment.model, experiment.cmvn, experiment.sp, blank_penalty=penalty)
+    changed = 0
+    for wav in WAVS:
+        fbank = FbankExtractor().compute(wav)
+        session.reset()
+        session.accept_waveform(wav)
+        session.finalize()
+        assert ort.greedy_streaming(fbank, blank_penalty=penalty)[0] == session.token_ids()
+        full = runner.decode_full(experiment, [("u", fbank)], blank_penalty=penalty)[0].text
+        assert experiment.sp.decode(ort.greedy_full(fbank, blank_penalty=penalty)[0]) == full
+        changed += session.token_ids() != ort.greedy_streaming(fbank)[0]
+    assert changed  # the penalty changed the output, so the agreement is not the trivial one
+
+
 def test_encoder_metadata_is_what_sherpa_onnx_conformer_reads(ort, experiment):
     meta = dict(ort.encoder.get_modelmeta().custom_metadata_map)
     for key in ("model_type", "num_encoder_layers", "T", "decode_chunk_len", "left_context", "encoder_dim",

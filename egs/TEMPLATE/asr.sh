@@ -223,6 +223,8 @@ fi
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   require 6 $expdir/model_avg.pt 5
   for x in $test_sets; do require 6 dump/$x/feats.scp 4; done
+  # the search settings become the model's defaults (concord-transcribe, Transcriber, packs)
+  python -m toolkit.bin.decode --exp $expdir --method $decode_method --beam $beam $decode_args --save-defaults
   for mode in $decode_modes; do
     for x in $test_sets; do
       dir=$expdir/decode_${mode}_$x

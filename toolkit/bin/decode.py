@@ -6,6 +6,7 @@ Usage:
         --out exp/mini_joint/decode_full_test
     python -m toolkit.bin.decode --exp exp/mini_joint --data data/test --mode streaming \
         --method beam --beam 4 --chunk-ms 320 --out exp/mini_joint/decode_streaming_test
+    python -m toolkit.bin.decode --exp exp/t --method beam --beam 4 --blank-penalty 1.0 --save-defaults
     # parallel, then merge:
     utils/run.pl JOB=1:4 exp/t/decode_full_test/log/decode.JOB.log \
         python -m toolkit.bin.decode --exp exp/t --data data/test --feats dump/test/feats.scp \
@@ -46,11 +47,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--ilm-weight", type=float, default=0.0, help="HAT internal LM subtraction (beam)")
     p.add_argument("--blank-penalty", type=float, default=0.0,
-                   help="subtracted from the blank log-prob (greedy and beam); > 0 means fewer deletions")
+                   help="subtracted from the blank logit before normalisation (greedy and beam); "
+                        "> 0 means fewer deletions")
+    p.add_argument("--save-defaults", action="store_true",
+                   help="record these search settings in <exp>/decode_defaults.yaml, the defaults of "
+                        "concord-transcribe, Transcriber and packed models; alone (no --data) it only records")
     p.add_argument("--chunk-ms", type=float, default=None,
                    help="streaming: audio fed per call (default: the model's chunk)")
     p.add_argument("--batch-size", type=int, default=16, help="full mode: utterances per batch")
-    p.add_argument("--out", required=True, help="decode dir, e.g. exp/<tag>/decode_<mode>_<set>")
+    p.add_argument("--out", help="decode dir, e.g. exp/<tag>/decode_<mode>_<set>")
     p.add_argument("--nj", type=int, default=1)
     p.add_argument("--job", type=int, default=None, help="decode only this job (1..nj)")
     p.add_argument("--merge", action="store_true", help="only merge finished jobs")
@@ -103,6 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.nj < 1 or (args.job is not None and not 1 <= args.job <= args.nj):
         raise SystemExit(f"--job must be in 1..--nj ({args.nj})")
+    if args.save_defaults:
+        if not args.exp:
+            raise SystemExit("--save-defaults needs --exp")
+        from toolkit.decode.defaults import save_defaults
+        path = save_defaults(args.exp, {"method": args.method, "beam": args.beam, "blank_penalty": args.blank_penalty,
+                                        "ilm_weight": args.ilm_weight})
+        logging.info("decode defaults -> %s", path)
+        if not (args.data or args.mode or args.merge):
+            return 0
+    if not args.out:
+        raise SystemExit("--out is required")
     if not args.merge:
         missing = [o for o, v in (("--exp", args.exp), ("--data", args.data), ("--mode", args.mode)) if not v]
         if missing:

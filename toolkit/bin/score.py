@@ -41,6 +41,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     refs, hyps = read_trn(args.ref), read_trn(args.hyp)
+    if not refs:  # sclite would print %WER 0.00 [0 / 0]
+        raise InputError(args.ref, "no utterances to score: an empty test set has no error rate")
     try:
         check_same_ids(refs, hyps, args.ref, args.hyp)
     except ValueError as e:

@@ -15,8 +15,12 @@ is refused. Utterance ids are the file names without extension (the keys of a
 wav.scp). A file that cannot be read is reported on stderr by name and the others are
 transcribed; the exit status is then 1. ``--mode full`` (default) decodes with the
 full-context second pass, ``--mode streaming`` with the streaming first pass, as it would
-run live. ``--json`` writes one JSON object per line: utt, text, duration, words and
-tokens with start/end seconds (the encoder frame each token was emitted in).
+run live. Recordings longer than ``--max-segment-s`` (20 s) are cut at pauses into
+speech segments (any length works, memory stays that of one segment). ``--json`` writes
+one JSON object per line: utt, text, duration, words and tokens with start/end seconds
+(the encoder frame each token was emitted in).
+Search settings (method, beam, blank penalty, ILM weight) default to those the recipe
+decoded with (``decode_defaults.yaml`` in the experiment dir or the pack); flags override.
 
 A packed model is checked before it is used (members listed and bounded by its manifest,
 sha256 of each, config sizes against the weights): that detects corruption, not
@@ -42,12 +46,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", nargs="*", help="audio files")
     p.add_argument("--wav-scp", default=None, help="Kaldi wav.scp: uttid -> path or 'cmd |'")
     p.add_argument("--mode", choices=("full", "streaming"), default="full")
-    p.add_argument("--method", choices=("greedy", "beam"), default="greedy")
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--blank-penalty", type=float, default=0.0,
-                   help="subtracted from the blank log-prob; > 0 means fewer deletions")
-    p.add_argument("--ilm-weight", type=float, default=0.0, help="HAT internal LM subtraction (beam)")
-    p.add_argument("--batch-size", type=int, default=8, help="full mode: files decoded together")
+    p.add_argument("--method", choices=("greedy", "beam"), default=None,
+                   help="default: the model's decode_defaults.yaml (the recipe's choice), else greedy")
+    p.add_argument("--beam", type=int, default=None, help="default: decode_defaults.yaml, else 4")
+    p.add_argument("--blank-penalty", type=float, default=None,
+                   help="subtracted from the blank logit before normalisation; > 0 means fewer deletions "
+                        "(default: decode_defaults.yaml, else 0)")
+    p.add_argument("--ilm-weight", type=float, default=None,
+                   help="HAT internal LM subtraction (beam; default: decode_defaults.yaml, else 0)")
+    p.add_argument("--batch-size", type=int, default=8, help="full mode: files (or segments) decoded together")
+    p.add_argument("--max-segment-s", type=float, default=20.0,
+                   help="longer recordings are cut at pauses (voice activity) into segments of at most "
+                        "this many seconds, decoded separately, times kept; 0: decode every file whole")
     p.add_argument("--json", action="store_true", help="JSON lines with word and token times instead of text")
     p.add_argument("--ctm", default=None, help="also write the words as a CTM file")
     p.add_argument("--expect-sha256", default=None, metavar="HEX",
@@ -106,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     asr = Transcriber.from_pretrained(args.model, device=args.device, expect_sha256=args.expect_sha256,
                                       mode=args.mode, method=args.method,
                                       beam=args.beam, blank_penalty=args.blank_penalty,
-                                      ilm_weight=args.ilm_weight)
+                                      ilm_weight=args.ilm_weight, max_segment_s=args.max_segment_s)
     failures: list[str] = []
     bar = progress_bar(total=len(items), desc=f"transcribe ({args.mode})", enabled=not args.no_progress)
     ctm, counted_failures = [], 0

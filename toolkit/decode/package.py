@@ -10,6 +10,7 @@ Members (all listed with their size and sha256 in ``manifest.json``):
     tokens.txt     wordpiece table (``piece id``), as data/lang/tokens.txt
     phones.txt, lexicon.txt   the phoneme table and lexicon, when the experiment's lang dir has them
     README.md      what the model is, its RESULTS.md, the code version it was packed with
+    decode_defaults.yaml   the recipe's decode settings (toolkit.decode.defaults), when it saved them
 
 A packed model is untrusted input (it may come from anyone). Loading reads the manifest
 first and checks, in this order, before any audio is touched:
@@ -106,6 +107,9 @@ def pack_model(exp_dir: str | os.PathLike, out: str | os.PathLike,
     if not model_path.exists():
         raise InputError(model_path, "no model to pack (stage 5 averages checkpoints into model_avg.pt)")
     members = {name: src.read_bytes() for name, src in _member_sources(exp_dir, config, model_path).items()}
+    from toolkit.decode.defaults import FILENAME as DEFAULTS
+    if (exp_dir / DEFAULTS).exists():
+        members[DEFAULTS] = (exp_dir / DEFAULTS).read_bytes()
     packed = copy.deepcopy(config)
     for key in DATA_KEYS:
         packed.pop(key, None)
@@ -229,6 +233,9 @@ def load_package(path: str | os.PathLike, device: str = "cpu", expect_sha256: st
     feat_dim = resolve_model_config(config)["model_conf"]["audio_encoder_conf"]["feat_dim"]
     if stats.ndim != 2 or stats.shape != (2, feat_dim + 1) or stats[0, -1] <= 0:
         raise InputError(path, f"cmvn.ark: shape {stats.shape}, the model reads {feat_dim}-dim features")
+    from toolkit.decode.defaults import FILENAME as DEFAULTS, parse_defaults
+    defaults = (parse_defaults(members[DEFAULTS].decode("utf-8"), f"{path}:{DEFAULTS}")
+                if DEFAULTS in members else {})
     model.to(device).eval()
-    return Experiment(model, GlobalCMVN.from_stats(stats), sp, config)
+    return Experiment(model, GlobalCMVN.from_stats(stats), sp, config, defaults)
 

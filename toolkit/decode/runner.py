@@ -3,9 +3,15 @@
 Each decode gives an :class:`UttDecode` per utterance (text, audio and compute seconds);
 :mod:`toolkit.decode.jobs` writes and merges them. Audio duration of features:
 ``(T - 1) * 10 ms + 25 ms``.
+
+Too-short audio (fewer fbank frames than the subsampling needs for one encoder frame,
+``audio_encoder.min_frames``, about 85 ms) gets an empty hypothesis and a warning naming
+the utterance, here, in the streaming session and in the transcriber alike
+(:func:`skip_if_too_short`); the rest of its batch decodes.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -24,6 +30,17 @@ from toolkit.utils.kaldi_map import iter_kaldi_map
 from toolkit.utils.progress import progress_bar
 
 FRAME_SHIFT_S, FRAME_LENGTH_S = 0.010, 0.025
+log = logging.getLogger(__name__)
+
+
+def skip_if_too_short(model, uttid: str, num_frames: int) -> bool:
+    """True (and a warning naming ``uttid``) when ``num_frames`` fbank frames give no encoder frame."""
+    need = model.audio_encoder.min_frames
+    if num_frames >= need:
+        return False
+    log.warning("%s: too short to decode (%d feature frames = %.3f s, the model needs %d): empty hypothesis",
+                uttid, num_frames, features_duration_s(num_frames), need)
+    return True
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,10 @@ def decode_full(exp: Experiment, feats: Sequence[tuple[str, np.ndarray]], method
     order = sorted(range(len(feats)), key=lambda i: -len(feats[i][1]))
     out: dict[int, UttDecode] = {}
     bar = progress_bar(total=len(order), desc="decode full", enabled=progress)
+    for i in order:
+        if skip_if_too_short(model, feats[i][0], len(feats[i][1])):
+            out[i] = UttDecode(feats[i][0], "", features_duration_s(len(feats[i][1])), 0.0)
+    order = [i for i in order if i not in out]
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
         x, lens = pad_features([feats[i][1] for i in idx], exp.cmvn)
@@ -101,6 +122,7 @@ def decode_streaming(exp: Experiment, audio: Iterable[tuple[str, np.ndarray]], m
         for s in range(0, len(samples), step):
             session.accept_waveform(samples[s:s + step])
         text = session.finalize()
+        skip_if_too_short(exp.model, uttid, session.num_feat_frames)
         chunks = tuple(session.chunk_compute_s)
         results.append(UttDecode(uttid, text, len(samples) / SAMPLE_RATE, sum(chunks), chunks))
     return results

@@ -2,9 +2,12 @@
 (optionally subtracting the HAT internal LM), and :class:`StreamingSearch`, either of them
 fed frames piece by piece (the streaming session around it is :mod:`toolkit.decode.session`).
 
-``blank_penalty`` (all searches) is subtracted from the blank log-probability before the
-search compares it with the labels, as icefall's ``blank_penalty``: a positive value
-trades deletions for insertions in a model that emits blank too readily.
+``blank_penalty`` (all searches) is subtracted from the joint's blank logit before
+normalisation (:func:`toolkit.models.hat.lower_blank`), as icefall's ``blank_penalty``: a
+positive value makes blank less likely at every step, so greedy and beam emit more labels
+(fewer deletions) in a model that emits blank too readily. (Subtracting it from a
+hypothesis's score after normalisation would not: every complete path closes every frame
+once, so it would be a constant in the final ranking.)
 
 Greedy and beam search advance one encoder frame at a time through the same frame functions, so a
 :class:`StreamingSearch` fed the frames in pieces returns exactly what the whole-sequence
@@ -16,6 +19,8 @@ The ``decoder`` is a :class:`toolkit.models.hat.HatDecoder` (``init_state``, ``s
 from __future__ import annotations
 
 import torch
+
+from toolkit.models.hat import lower_blank
 
 
 class _Greedy:
@@ -35,9 +40,7 @@ class _Greedy:
         for _ in range(self.max_sym):
             if not emitting.any():
                 break
-            lp = self.decoder.log_probs(frame, self.pred)  # (B, V)
-            if self.blank_penalty:
-                lp[:, self.decoder.blank_id] -= self.blank_penalty
+            lp = lower_blank(self.decoder.log_probs(frame, self.pred), self.blank_penalty)  # (B, V)
             best = lp.argmax(-1)  # (B,)
             emitting = emitting & (best != self.decoder.blank_id)
             if not emitting.any():
@@ -100,10 +103,10 @@ class _Beam:
             if not act_tok:
                 break
             K = len(act_tok)
-            lp = dec.log_probs(frame.expand(K, -1), act_pred)  # (K, V)
+            lp = lower_blank(dec.log_probs(frame.expand(K, -1), act_pred), self.blank_penalty)  # (K, V)
             if self.ilm_weight:
                 lp = lp - self.ilm_weight * dec.ilm_log_probs(act_pred)  # blank column of ILM is 0
-            closed = act_score + lp[:, blank] - self.blank_penalty  # (K,)
+            closed = act_score + lp[:, blank]  # (K,)
             ext = act_score[:, None] + lp  # (K, V); blank column excluded below
             ext[:, blank] = float("-inf")
             pool = torch.cat([done_score, closed, ext.reshape(-1)])

@@ -60,6 +60,7 @@ class StreamingSession:
         self.chunk_compute_s: list[float] = []   # one entry per accept_waveform / finalize call
         self.num_samples = 0
         self.num_enc_frames = 0
+        self.num_feat_frames = 0  # fbank frames fed to the encoder
         self.finished = False
 
     @property
@@ -107,6 +108,7 @@ class StreamingSession:
     def _feed(self, feats: np.ndarray) -> None:
         if len(feats) == 0:
             return
+        self.num_feat_frames += len(feats)
         if self.cmvn is not None:
             feats = self.cmvn(feats)
         x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)).to(self.device)[None]  # (1, t, F)

@@ -17,6 +17,12 @@ soxr, several channels are averaged. Times (seconds) are those of the encoder fr
 which the transducer emitted each token: a token is dated by the frame it came out in,
 which lags its sound by up to the model's latency; a word spans its first token's start
 to the next word's start, at most 0.5 s past its last token (see :func:`timed_units`).
+
+Long audio: a recording longer than ``max_segment_s`` (default 20 s; 0 = never cut) is cut
+at pauses into speech segments of at most that length (:mod:`toolkit.features.segment`),
+decoded as a batch (full) or one after another (streaming, each from a fresh state), and
+joined back with times from the start of the file. Memory then grows with the length of
+a segment, not of the file, and a transducer does not drift over an hour of audio.
 """
 from __future__ import annotations
 
@@ -132,18 +138,29 @@ def timed_units(sp, ids: Sequence[int], frames: Sequence[int], frame_s: float, a
 
 
 class Transcriber:
-    """A loaded model plus search settings; ``transcribe`` files or arrays, ``stream`` live audio."""
+    """A loaded model plus search settings; ``transcribe`` files or arrays, ``stream`` live audio.
 
-    def __init__(self, experiment, mode: str = "full", method: str = "greedy", beam: int = 4,
-                 blank_penalty: float = 0.0, ilm_weight: float = 0.0, max_sym_per_frame: int = 3):
+    Search settings left None come from the experiment's ``decode_defaults.yaml`` (the
+    recipe's choice, carried by packed models too; :mod:`toolkit.decode.defaults`), else
+    greedy search without a blank penalty.
+    """
+
+    def __init__(self, experiment, mode: str = "full", method: str | None = None, beam: int | None = None,
+                 blank_penalty: float | None = None, ilm_weight: float | None = None,
+                 max_sym_per_frame: int | None = None, max_segment_s: float = 20.0):
+        from toolkit.decode.defaults import resolve
+        s = resolve(getattr(experiment, "decode_defaults", {}), method=method, beam=beam,
+                    blank_penalty=blank_penalty, ilm_weight=ilm_weight, max_sym_per_frame=max_sym_per_frame)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if method not in ("greedy", "beam"):
-            raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
+        if s["method"] not in ("greedy", "beam"):
+            raise ValueError(f"method must be 'greedy' or 'beam', got {s['method']!r}")
         self.experiment, self.model, self.sp = experiment, experiment.model, experiment.sp
-        self.mode, self.method, self.beam = mode, method, beam
-        self.blank_penalty, self.ilm_weight, self.max_sym_per_frame = blank_penalty, ilm_weight, max_sym_per_frame
+        self.mode, self.method, self.beam = mode, s["method"], s["beam"]
+        self.blank_penalty, self.ilm_weight, self.max_sym_per_frame = (s["blank_penalty"], s["ilm_weight"],
+                                                                        s["max_sym_per_frame"])
         self.frame_s = 0.01 * self.model.audio_encoder.frames_per_output  # seconds per encoder frame
+        self.max_segment_s = max_segment_s
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = "cpu", expect_sha256: str | None = None,
@@ -168,23 +185,38 @@ class Transcriber:
         mode = mode or self.mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if mode == "streaming":
-            return [self._stream_utterance(u, s) for u, s in utterances]
         out, batch = [], []
-        for utt in utterances:
-            batch.append(utt)
+        for uttid, samples in utterances:
+            if self.max_segment_s and len(samples) > self.max_segment_s * SAMPLE_RATE:
+                if batch:  # keep the input order
+                    out += self._decode_pieces(batch, mode, batch_size)
+                    batch = []
+                out.append(self._long_utterance(uttid, samples, mode, batch_size))
+                continue
+            batch.append((uttid, samples))
             if len(batch) == batch_size:
-                out += self._full_batch(batch)
+                out += self._decode_pieces(batch, mode, batch_size)
                 batch = []
-        return out + (self._full_batch(batch) if batch else [])
+        return out + (self._decode_pieces(batch, mode, batch_size) if batch else [])
+
+    def _decode_pieces(self, pieces, mode: str, batch_size: int) -> list[Transcript]:
+        if mode == "streaming":
+            return [self._stream_utterance(u, s) for u, s in pieces]
+        return [r for b in range(0, len(pieces), batch_size) for r in self._full_batch(pieces[b:b + batch_size])]
+
+    def _long_utterance(self, uttid: str, samples: np.ndarray, mode: str, batch_size: int) -> Transcript:
+        """Speech segments decoded on their own, joined with times from the start of ``samples``."""
+        from toolkit.features.segment import SegmentConfig, speech_segments
+        spans = speech_segments(samples, SegmentConfig(max_s=self.max_segment_s))
+        parts = self._decode_pieces([(uttid, samples[a:b]) for a, b in spans], mode, batch_size)
+        return joined(uttid, len(samples), [(a / SAMPLE_RATE, p) for (a, _), p in zip(spans, parts)])
 
     @torch.no_grad()
     def _full_batch(self, batch) -> list[Transcript]:
-        from toolkit.decode.runner import pad_features, run_search
+        from toolkit.decode.runner import pad_features, run_search, skip_if_too_short
         extractor = FbankExtractor(self._feat_dim())
         feats = [extractor.compute(s) for _, s in batch]
-        # audio shorter than the subsampling's receptive field (about 85 ms) has no encoder frame
-        ok = [k for k, f in enumerate(feats) if len(f) >= self.model.audio_encoder.min_frames]
+        ok = [k for k, f in enumerate(feats) if not skip_if_too_short(self.model, batch[k][0], len(f))]
         hyps, frames, share = {k: [] for k in range(len(batch))}, {k: [] for k in range(len(batch))}, 0.0
         if ok:
             start = time.perf_counter()
@@ -234,6 +266,15 @@ class Transcriber:
         return Transcript(uttid, self.sp.decode(list(ids)), tokens, words, num_samples / SAMPLE_RATE, compute_s)
 
 
+def joined(uttid: str, num_samples: int, parts) -> Transcript:
+    """One Transcript from ``(offset seconds, Transcript)`` parts of the same recording."""
+    shift = lambda units, s: tuple(TimedUnit(u.text, u.start + s, u.end + s) for u in units)  # noqa: E731
+    return Transcript(uttid, " ".join(p.text for _, p in parts if p.text),
+                      tuple(t for s, p in parts for t in shift(p.tokens, s)),
+                      tuple(w for s, p in parts for w in shift(p.words, s)),
+                      num_samples / SAMPLE_RATE, sum(p.compute_s for _, p in parts))
+
+
 class Stream:
     """One utterance of live audio (see :meth:`Transcriber.stream`)."""
 
@@ -246,29 +287,56 @@ class Stream:
         self.session = StreamingSession(t.model, t.experiment.cmvn, t.sp, method=t.method, beam=t.beam,
                                         ilm_weight=t.ilm_weight, num_mel_bins=t._feat_dim(),
                                         blank_penalty=t.blank_penalty, max_sym_per_frame=t.max_sym_per_frame)
-        self.pieces: list[np.ndarray] = []  # 16 kHz audio so far (full mode re-decodes it)
+        # full mode: audio the full-context pass has not decoded yet, from sample `offset` on
+        self.pending: list[np.ndarray] = []
+        self.pending_len, self.offset = 0, 0
+        self.parts: list[tuple[float, Transcript]] = []  # full-context results of finished segments
         self._final: Transcript | None = None
 
     def accept_waveform(self, samples, sample_rate: int = SAMPLE_RATE) -> str:
         """Feed more audio; returns the partial text so far (streaming pass)."""
         x = Transcriber._samples(samples, "stream", sample_rate)
+        limit = self.transcriber.max_segment_s * SAMPLE_RATE
         if self.mode == "full":
-            self.pieces.append(x)
+            self.pending.append(x)
+            self.pending_len += len(x)
+            if limit and self.pending_len > 1.5 * limit:
+                self._decode_finished_segments()
         return self.session.accept_waveform(x)
+
+    def _decode_finished_segments(self) -> None:
+        """Full-context pass over every speech segment of the pending audio but the last (which
+        may still grow); the audio before that last one is then dropped, so a long stream is
+        never decoded twice and memory stays bounded."""
+        from toolkit.features.segment import SegmentConfig, speech_segments
+        t = self.transcriber
+        audio = np.concatenate(self.pending)
+        spans = speech_segments(audio, SegmentConfig(max_s=t.max_segment_s))
+        keep_from = spans[-1][0] if spans else max(0, len(audio) - SAMPLE_RATE)  # no speech: keep 1 s
+        done = spans[:-1]
+        parts = t._decode_pieces([("stream", audio[a:b]) for a, b in done], "full", 8)
+        self.parts += [((self.offset + a) / SAMPLE_RATE, p) for (a, _), p in zip(done, parts)]
+        self.pending, self.pending_len = [audio[keep_from:]], len(audio) - keep_from
+        self.offset += keep_from
 
     def result(self) -> str:
         """Text so far: the streaming partial, or the final text once finalized."""
         return self._final.text if self._final is not None else self.session.partial()
 
     def finalize(self, uttid: str = "stream") -> Transcript:
-        """End of audio: flush the streaming pass; in full mode decode the whole utterance again."""
+        """End of audio: flush the streaming pass; in full mode, the full-context pass over the
+        audio it has not decoded yet (segmented when long), joined to the earlier segments."""
         if self._final is None:
             self.session.finalize()
             t = self.transcriber
             if self.mode == "full":
-                audio = np.concatenate(self.pieces) if self.pieces else np.zeros(0, np.float32)
-                self._final = t.transcribe_named([(uttid, audio)], mode="full")[0]
+                audio = np.concatenate(self.pending) if self.pending else np.zeros(0, np.float32)
+                rest = t.transcribe_named([(uttid, audio)], mode="full")[0]
+                self._final = joined(uttid, self.offset + len(audio),
+                                     self.parts + [(self.offset / SAMPLE_RATE, rest)])
             else:
+                from toolkit.decode.runner import skip_if_too_short
+                skip_if_too_short(t.model, uttid, self.session.num_feat_frames)
                 n = self.session.num_samples
                 self._final = t._transcript(uttid, n, self.session.token_ids(), self.session.token_frames(),
                                             sum(self.session.chunk_compute_s))

@@ -100,7 +100,7 @@ class OnnxTransducer:
         for t, frame in enumerate(enc):
             for _ in range(max_sym_per_frame):
                 logp = joiner.run(None, {"encoder_out": frame[None], "decoder_out": dec})[0][0]
-                logp[0] -= blank_penalty
+                logp = lower_blank(logp, blank_penalty)
                 y = int(logp.argmax())
                 if y == 0:
                     break
@@ -114,6 +114,19 @@ class OnnxTransducer:
 
     def greedy_full(self, fbank, **kw):
         return self.greedy(self.encode_full(fbank), "full", **kw)
+
+
+def lower_blank(log_probs: np.ndarray, penalty: float) -> np.ndarray:
+    """numpy twin of :func:`toolkit.models.hat.lower_blank` (the runtime imports no torch):
+    HAT log-probs (..., V) with ``penalty`` subtracted from the blank logit before normalisation."""
+    if not penalty:
+        return log_probs
+    blank, labels = log_probs[..., :1], log_probs[..., 1:]
+    top = labels.max(-1, keepdims=True)
+    not_blank = top + np.log(np.exp(labels - top).sum(-1, keepdims=True))  # logsigmoid(-b)
+    b = blank - not_blank
+    logsigmoid = lambda x: -np.logaddexp(0.0, -x)  # noqa: E731
+    return np.concatenate([logsigmoid(b - penalty), labels - not_blank + logsigmoid(penalty - b)], axis=-1)
 
 
 def pad_to_whole_chunks(samples: np.ndarray, T: int, shift: int) -> np.ndarray:

@@ -8,7 +8,7 @@ and studies all load an experiment through :func:`load_experiment`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ class Experiment:
     cmvn: object          # GlobalCMVN or None
     sp: object            # SentencePieceProcessor
     config: dict
+    decode_defaults: dict = field(default_factory=dict)  # toolkit.decode.defaults: the recipe's search settings
 
 
 def config_path(config: dict, key: str, exp_dir: Path) -> Path:
@@ -65,4 +66,5 @@ def load_experiment(exp_dir: str | os.PathLike, model_path: str | os.PathLike | 
     model.to(device).eval()
     cmvn = GlobalCMVN.load(config_path(config, "cmvn", exp_dir))
     sp = load_wordpiece(config_path(config, "bpe_model", exp_dir))
-    return Experiment(model, cmvn, sp, config)
+    from toolkit.decode.defaults import load_defaults
+    return Experiment(model, cmvn, sp, config, load_defaults(exp_dir))

@@ -115,6 +115,25 @@ def hat_log_probs(logits: torch.Tensor) -> torch.Tensor:
     return torch.cat([F.logsigmoid(b), F.logsigmoid(-b) + z.log_softmax(-1)], dim=-1)
 
 
+def lower_blank(log_probs: torch.Tensor, penalty: float) -> torch.Tensor:
+    """HAT log-probs (..., V) -> those of the same joint with ``penalty`` subtracted from its
+    blank logit b before normalisation (icefall's blank penalty): ``log P(blank) =
+    logsigmoid(b - p)``, ``log P(y) = logsigmoid(p - b) + log_softmax(z)_y``.
+
+    b and log_softmax(z) are recovered from the normalised values: the label columns sum to
+    ``logsigmoid(-b)`` (stable where blank takes nearly all the mass), and
+    ``b = logsigmoid(b) - logsigmoid(-b)``. A positive penalty moves mass from blank to the
+    labels without changing the labels' relative order. ``toolkit.export.runtime`` does the
+    same in numpy.
+    """
+    if not penalty:
+        return log_probs
+    blank, labels = log_probs[..., :1], log_probs[..., 1:]
+    not_blank = labels.logsumexp(-1, keepdim=True)  # logsigmoid(-b)
+    b = blank - not_blank
+    return torch.cat([F.logsigmoid(b - penalty), labels - not_blank + F.logsigmoid(penalty - b)], dim=-1)
+
+
 # pruned transducer settings; simple_scale and the warm-up as in icefall's pruned recipes
 PRUNED_DEFAULTS = {"prune_range": 5, "simple_scale": 0.5, "warmup_steps": 2000, "lm_scale": 0.25, "am_scale": 0.0}
 TRANSDUCERS = ("full", "pruned")

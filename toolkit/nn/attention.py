@@ -12,23 +12,24 @@ from torch import nn
 
 
 def chunk_attention_mask(lens: torch.Tensor, T: int, chunk_size: int, left_chunks: int) -> torch.Tensor:
-    """Boolean mask (B, T, T), True where query i may attend key j.
+    """Boolean mask, True where query i may attend key j: (B, T, T), or (B, 1, T) (the same
+    for every query) for full context.
 
-    ``chunk_size <= 0``: full context. Otherwise a query in chunk c sees chunks
-    c-left_chunks .. c (``left_chunks < 0``: every past chunk). Padded keys are hidden;
-    each position may always see itself so fully padded rows do not become NaN.
+    ``chunk_size <= 0``: full context, only padded keys hidden. Otherwise a query in chunk c
+    sees the valid keys of chunks c-left_chunks .. c (``left_chunks < 0``: every past chunk),
+    a band built from (T, 1) and (1, T) chunk indices straight into bool (no (T, T) integer
+    matrix); each position may always see itself so fully padded rows do not become NaN.
     """
     idx = torch.arange(T, device=lens.device)
-    key_valid = idx[None, :] < lens[:, None]  # (B, T)
-    allowed = key_valid[:, None, :].expand(-1, T, -1)  # (B, T, T)
-    if chunk_size > 0:
-        chunk = idx // chunk_size
-        diff = chunk[:, None] - chunk[None, :]  # (T, T) query chunk - key chunk
-        in_window = diff >= 0
-        if left_chunks >= 0:
-            in_window = in_window & (diff <= left_chunks)
-        allowed = allowed & in_window[None]
-    return allowed | (idx[:, None] == idx[None, :])[None]  # the diagonal (no bool EyeLike in ONNX runtimes)
+    key_valid = (idx[None, :] < lens[:, None].clamp(min=1))[:, None, :]  # (B, 1, T); a row never sees nothing
+    if chunk_size <= 0:
+        return key_valid
+    q_chunk, k_chunk = (idx // chunk_size)[:, None], (idx // chunk_size)[None, :]  # (T, 1), (1, T)
+    band = k_chunk <= q_chunk  # (T, T) bool
+    if left_chunks >= 0:
+        band = band & (k_chunk >= q_chunk - left_chunks)
+    # the diagonal (no bool EyeLike in ONNX runtimes)
+    return (key_valid & band[None]) | (idx[:, None] == idx[None, :])[None]
 
 
 def rotate(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -51,7 +52,7 @@ class RotarySelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, x, pos, mask=None, cache=None):
-        """x (B, T, D) at positions pos (T,); mask (B, T, Tk) bool or None (all allowed).
+        """x (B, T, D) at positions pos (T,); mask (B, T or 1, Tk) bool or None (all allowed).
 
         cache: (k, v) each (B, H, Tc, dh) of earlier frames (keys already rotated), prepended
         to this call's keys. Returns (y (B, T, D), (k, v) including this call's frames).

@@ -131,6 +131,8 @@ def score(refs: Mapping[str, str], hyps: Mapping[str, str], cer: bool = False,
     ``refs``/``hyps`` map uttid -> text; order of ``refs`` is the report order.
     """
     check_same_ids(refs, hyps)
+    if not refs:
+        raise ValueError("no utterances to score: an empty test set has no error rate")
     alignments = {u: align(tokenize(refs[u], cer), tokenize(hyps[u], cer), case_sensitive)
                   for u in refs}
     return build_result(alignments, cer=cer, title=title)
