@@ -163,3 +163,20 @@ def test_a_swept_condition_with_only_sweep_cells_shows_their_dev_curve(tmp_path)
     text = report(tmp_path, grid, [cell("C@0.02", 1, {"full_dev": 150, "streaming_dev": 170}, train_log_tail=log)])
     assert "| epochs done | C@0.02 (seed 1) |" in text and "| 1 | 70.00 |" in text
     assert "| C | w | 0.02 | 16.00 | (sweep unfinished) |" in text and "C 1/3 (not yet: 0.05@1, 2)" in text
+
+
+def test_collect_cell_scores_held_out_words_from_the_recipes_own_list(tmp_path):
+    """The list lives in <recipe>/data, four levels above a cell's dir (exp/study/<cond>/seed<k>):
+    a finished cell of the held-out grid carries recall and false alarms per decode."""
+    recipe = tmp_path / "recipe"
+    (recipe / "data").mkdir(parents=True)
+    (recipe / "data" / "heldout_words.txt").write_text("bakery\nwindow\n")
+    d = recipe / "exp" / "study" / "C" / "seed1" / "decode_full_test"
+    d.mkdir(parents=True)
+    (d / "ref.trn").write_text("the bakery is open (u1)\na window here (u2)\nno word (u3)\n")
+    (d / "hyp.trn").write_text("the bakery is open (u1)\na widow here (u2)\nno window (u3)\n")
+    c = study.Cell("C", 1, (), "c")
+    rec = study.collect_cell(c, d.parent, {"code": {}, "data": ""}, recipe)
+    held = rec["decodes"]["full_test"]["heldout"]
+    assert (held["occurrences"], held["hits"], held["false_alarms"]) == (2, 1, 1)
+    assert held["recall"] == pytest.approx(50.0)  # percent

@@ -134,7 +134,7 @@ def run_cell(cell: Cell, recipe: Path, grid: dict, extra_args: str = "") -> dict
         rc = subprocess.run(cmd, cwd=recipe, stdout=logf, stderr=subprocess.STDOUT).returncode
     if rc != 0:
         raise RuntimeError(f"{cell.tag}: the recipe failed (exit {rc}); see {cell_dir / 'run.log'}")
-    record = collect_cell(cell, cell_dir, versions)
+    record = collect_cell(cell, cell_dir, versions, recipe)
     wanted = grid.get("checkpoint_analysis") or {}
     if cell.condition in wanted.get("conditions", []) and cell.seed in wanted.get("seeds", [cell.seed]):
         record["analysis_over_training"] = analyse_checkpoints(cell_dir, recipe, wanted)
@@ -146,14 +146,13 @@ def run_cell(cell: Cell, recipe: Path, grid: dict, extra_args: str = "") -> dict
     return record
 
 
-def collect_cell(cell: Cell, cell_dir: Path, versions: dict) -> dict:
+def collect_cell(cell: Cell, cell_dir: Path, versions: dict, recipe: Path) -> dict:
     """WER and per-utterance (errors, reference words) of every decode dir of the cell."""
     from toolkit.scoring.wer import score
     from toolkit.scoring.trn import read_trn
 
     from toolkit.scoring.heldout import heldout_scores, read_heldout_words
 
-    recipe = cell_dir.parents[2]
     words_file = recipe / "data" / "heldout_words.txt"
     heldout = read_heldout_words(words_file) if words_file.exists() else None
     decodes = {}
