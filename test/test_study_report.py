@@ -1,8 +1,12 @@
 """The study report: verdict lines, held-out recall, weight sweeps, missing cells, settings from cells."""
+import json
 import math
+import os
+import time
 
 import numpy as np
 import pytest
+import yaml
 
 from toolkit.analysis import study
 from toolkit.analysis.study_report import write_study_report
@@ -180,3 +184,69 @@ def test_collect_cell_scores_held_out_words_from_the_recipes_own_list(tmp_path):
     held = rec["decodes"]["full_test"]["heldout"]
     assert (held["occurrences"], held["hits"], held["false_alarms"]) == (2, 1, 1)
     assert held["recall"] == pytest.approx(50.0)  # percent
+
+
+def test_header_and_appendix_count_a_chosen_sweep_cell_once(tmp_path):
+    grid = {"about": "t", "seeds": [1, 2], "comparisons": [],
+            "conditions": {"C": {"about": "swept", "sweep": {"key": "w", "values": [0.02, 0.05], "by": "dev"}}}}
+    dev = lambda e: {"full_dev": e, "streaming_dev": e}  # noqa: E731
+    cells = [cell("C@0.02", 1, dev(180), wall_s=600.0), cell("C@0.05", 1, dev(140), wall_s=900.0),
+             cell("C", 1, dev(140), wall_s=900.0, from_sweep="C@0.05"), cell("C", 2, dev(150), wall_s=1500.0)]
+    text = report(tmp_path, grid, cells)
+    assert "from 3 finished cells" in text and "Compute: 0.8 h of cell wall time." in text  # 50 min, not 65
+    assert "| C/seed1 | 14.00 | 14.00 | = C@0.05 |" in text and "| C@0.05/seed1 | 14.00 | 14.00 | 15.0 |" in text
+
+
+def test_a_cell_resumed_across_sessions_counts_its_runs_not_the_hours_between(tmp_path):
+    old = cell("B", 1, {"full_test": 230}, wall_s=5 * 3600.0, wall_s_last_run=1200.0)  # no run_s: only its last run
+    new = cell("B", 2, {"full_test": 230}, wall_s=5 * 3600.0, wall_s_last_run=1200.0, run_s=1800.0)
+    text = report(tmp_path, GRID, [old, new])
+    assert "| B/seed1 | 23.00 | 20.0+ |" in text and "| B/seed2 | 23.00 | 30.0 |" in text
+    assert "Compute: at least 0.8 h of cell wall time." in text
+    d = tmp_path / "cell"  # a run killed 900 s after it started: counted to its logs' last write
+    d.mkdir()
+    started, t = d / "cell_started.json", time.time()
+    started.write_text(json.dumps({"versions": {}, "started": t - 5000, "runs": [{"start": t - 5000}]}))
+    (d / "train.log").write_text("x\n")
+    os.utime(d / "train.log", (t - 4100, t - 4100))
+    runs = study._begin_run(started, d)
+    assert runs[0]["end"] == pytest.approx(t - 4100) and len(runs) == 2 and "end" not in runs[1]
+    assert json.loads(started.read_text())["runs"] == runs
+
+
+def _write_grid(path, grid):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(grid))
+
+
+def test_a_linked_grid_states_its_comparisons_from_its_own_recipes_cells(tmp_path):
+    mini, multi = tmp_path / "egs" / "mini", tmp_path / "egs" / "multilingual"
+    _write_grid(mini / "conf" / "g.yaml", {**HELDOUT_GRID, "comparisons": [["C", "B"]],
+                                           "linked": [{"recipe": "../multilingual", "grid": "conf/study.yaml",
+                                                       "comparisons": [["C", "B"]]}]})
+    _write_grid(multi / "conf" / "study.yaml", {"about": "four languages", "seeds": [1, 2, 3],
+                                                "comparisons": [["C", "B"], ["B", "A"]],
+                                                "conditions": {"B": {"about": "b"}, "C": {"about": "c"}}})
+    text = study.write_report(mini / "conf" / "g.yaml", mini, tmp_path / "S.md").read_text()
+    assert "- Linked grid `egs/multilingual/conf/study.yaml` (four languages): 0 of 6 cells finished." in text
+    assert "  - **C vs B** (claim tested:" in text and "B vs A" not in text  # the link's comparisons only
+    assert "Not tested here: anything about 960 h of LibriSpeech." in text
+    for c in study_cells(with_p=False):  # the multilingual cells: no held-out scores; archived as committed
+        c = {**c, "decodes": {d: {k: v for k, v in x.items() if k != "heldout"} for d, x in c["decodes"].items()}}
+        dest = multi / "study" / "cells" / "c1" / c["condition"] / f"seed{c['seed']}" / "cell.json"
+        dest.parent.mkdir(parents=True)
+        dest.write_text(json.dumps(c))
+    text = study.write_report(mini / "conf" / "g.yaml", mini, tmp_path / "S.md").read_text()
+    assert "6 of 6 cells finished (code hash c1, data version d1; 0 of another version left out)." in text
+    assert "    - C vs B, full-context, test: Δ WER -1.03 [-1.41, -0.65] (paired t, 3 seeds): C better." in text
+    assert "Finished cells: 0 of 9" in text  # the linked cells are not this grid's
+
+
+def test_a_linked_grid_must_name_its_recipe_and_grid(tmp_path):
+    path = tmp_path / "g.yaml"
+    _write_grid(path, {**GRID, "linked": [{"recipe": "../multilingual"}]})
+    with pytest.raises(study.ConfigError, match="each 'linked' entry needs recipe and grid"):
+        study.load_grid(path)
+    _write_grid(path, {**GRID, "linked": [{"recipe": "../nowhere", "grid": "conf/study.yaml"}]})
+    with pytest.raises(study.ConfigError, match="linked grid ../nowhere/conf/study.yaml not found"):
+        study.write_report(path, tmp_path, tmp_path / "S.md")

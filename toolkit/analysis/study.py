@@ -124,6 +124,7 @@ def run_cell(cell: Cell, recipe: Path, grid: dict, extra_args: str = "") -> dict
         cell_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(started) as f:
             json.dump({"versions": versions, "started": time.time()}, f)
+    runs = _begin_run(started, cell_dir)
     sets = (f"seed={cell.seed}",) + tuple(grid.get("common_set", [])) + cell.overrides
     train_args = " ".join(f"--set {shlex.quote(o)}" for o in sets)
     cmd = (["./run.sh"] + shlex.split(grid.get("recipe_args", "--stage 5 --stop-stage 8"))
@@ -139,11 +140,29 @@ def run_cell(cell: Cell, recipe: Path, grid: dict, extra_args: str = "") -> dict
     if cell.condition in wanted.get("conditions", []) and cell.seed in wanted.get("seeds", [cell.seed]):
         record["analysis_over_training"] = analyse_checkpoints(cell_dir, recipe, wanted)
     record["wall_s_last_run"] = time.time() - t0
-    record["wall_s"] = time.time() - json.loads(started.read_text())["started"]
+    record["wall_s"] = time.time() - json.loads(started.read_text())["started"]  # since the first start
+    runs[-1]["end"] = time.time()
+    record["run_s"] = sum(r["end"] - r["start"] for r in runs)  # the time its runs took (see _begin_run)
+    record["runs"] = len(runs)
     record["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
     with atomic_write(cell_dir / "cell.json") as f:
         json.dump(record, f, indent=1, sort_keys=True)
     return record
+
+
+def _begin_run(started: Path, cell_dir: Path) -> list[dict]:
+    """Record a new run of the cell in ``cell_started.json``; an earlier run that was killed
+    (no ``end``) is counted to the last write of its logs, so a cell resumed in a later session
+    does not count the hours between as its time. Returns the runs, the new one last."""
+    state = json.loads(started.read_text())
+    runs = state.get("runs", [])
+    if runs and "end" not in runs[-1]:
+        logs = [p for p in (cell_dir / "run.log", cell_dir / "train.log") if p.exists()]
+        runs[-1]["end"] = max([p.stat().st_mtime for p in logs] + [runs[-1]["start"]])
+    runs.append({"start": time.time()})
+    with atomic_write(started) as f:
+        json.dump({**state, "runs": runs}, f)
+    return runs
 
 
 def collect_cell(cell: Cell, cell_dir: Path, versions: dict, recipe: Path) -> dict:
@@ -342,3 +361,28 @@ def finished_cells(recipe: Path) -> list[dict]:
     key = {(c["condition"], c["seed"], json.dumps(c["versions"], sort_keys=True)) for c in live}
     return live + [c for c in archived_cells(recipe)
                    if (c["condition"], c["seed"], json.dumps(c["versions"], sort_keys=True)) not in key]
+
+
+def linked_studies(grid: dict, recipe: Path, grid_path: str | os.PathLike = "the grid") -> list:
+    """The grids named under ``linked:`` (other recipes' studies whose comparisons the report
+    also states), each with that recipe's finished cells."""
+    from toolkit.analysis.study_report import LinkedStudy
+    out = []
+    for link in grid.get("linked") or []:
+        other = (recipe / link["recipe"]).resolve()
+        path = other / link["grid"]
+        if not path.is_file():
+            raise ConfigError(f"{grid_path}: linked grid {link['recipe']}/{link['grid']} not found ({path})")
+        linked = load_grid(path)
+        if link.get("comparisons"):
+            linked = {**linked, "comparisons": link["comparisons"]}
+        out.append(LinkedStudy(f"{other.parent.name}/{other.name}/{link['grid']}", linked, finished_cells(other)))
+    return out
+
+
+def write_report(grid_path: str | os.PathLike, recipe: Path, out: Path, command: str = "") -> Path:
+    """The grid's report from the finished cells of ``recipe`` (and of its linked grids' recipes)."""
+    from toolkit.analysis.study_report import write_study_report
+    grid = load_grid(grid_path)
+    return write_study_report(grid, finished_cells(recipe), out, command,
+                              linked=linked_studies(grid, recipe, grid_path))

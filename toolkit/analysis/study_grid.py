@@ -14,7 +14,10 @@ A grid file (``conf/study.yaml``)::
 Keys that tell ``egs/mini/local/study.sh`` how to prepare the grid's data: ``corpus_opts``
 (stage 0 options of the study's corpus), ``aligner: true`` (train the explicit aligner
 before the cells), ``report`` (the report file's name). ``equivalence_margin`` (absolute WER,
-default 1.0): the margin of the report's equivalence tests (TOST).
+default 1.0): the margin of the report's equivalence tests (TOST). ``linked``: other recipes'
+grids whose comparisons the report also states, from their own finished cells, e.g.
+``linked: [{recipe: ../multilingual, grid: conf/study.yaml, comparisons: [[C, B]]}]``
+(``comparisons`` defaults to that grid's own).
 
 A condition with a ``sweep`` first runs seed 1 once per value (cells ``<condition>@<value>``,
 in the condition's phase), chooses the value whose cell has the lowest mean of its
@@ -47,9 +50,14 @@ def load_grid(path: str | os.PathLike) -> dict:
     grid = load_yaml(path)
     unknown = sorted(set(grid) - {"recipe_args", "seeds", "conditions", "about", "comparisons", "common_set",
                                   "checkpoint_analysis", "corpus_opts", "aligner", "report",
-                                  "equivalence_margin"})
+                                  "equivalence_margin", "linked"})
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    for link in grid.get("linked") or []:
+        if not isinstance(link, dict) or set(link) - {"recipe", "grid", "comparisons"} \
+                or not {"recipe", "grid"} <= set(link):
+            raise ConfigError(f"{path}: each 'linked' entry needs recipe and grid (and may name comparisons), "
+                              f"got {link!r}")
     if not isinstance(grid.get("conditions"), dict) or not grid["conditions"]:
         raise ConfigError(f"{path}: 'conditions' must map names to {{about, set, seeds}}")
     for name, cond in grid["conditions"].items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.analysis.study_cells import decode_setup
@@ -47,8 +48,26 @@ def _swept(grid: dict, name: str) -> str | None:
     return base if "@" in name and (grid["conditions"].get(base) or {}).get("sweep") else None
 
 
-def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = "") -> Path:
-    out = Path(out)
+@dataclass(frozen=True)
+class LinkedStudy:
+    """Another recipe's grid (``linked:`` in the grid file) and that recipe's finished cells."""
+    where: str          # e.g. "egs/multilingual/conf/study.yaml"
+    grid: dict
+    cells: list[dict]
+
+
+@dataclass(frozen=True)
+class _Compared:
+    cells: list[dict]        # the grid's cells of its corpus, every version
+    used: list[dict]         # those of the compared (most common) version
+    sweep_cells: list[dict]  # sweep cells (<condition>@<value>) of that version
+    groups: list             # (version, count), most common first
+    by_cond: dict
+    decodes: list[str]
+
+
+def _compared(grid: dict, cells: list[dict]) -> _Compared:
+    """The grid's cells, split by version: the most common code/data version is compared."""
     cells = [c for c in cells if _of_this_corpus(grid, c)]
     sweep_cells = [c for c in cells if _swept(grid, c["condition"])]
     cells = [c for c in cells if c["condition"] in grid["conditions"]]  # this grid's cells only
@@ -56,14 +75,26 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
     ref_version = groups[0][0] if groups else None
     used = [c for c in cells if version_key(c) == ref_version]
     sweep_cells = [c for c in sweep_cells if version_key(c) == ref_version]
-    by_cond = _by_condition(used)
+    return _Compared(cells, used, sweep_cells, groups, _by_condition(used), decode_names(used))
+
+
+def _trained(k: _Compared) -> list[dict]:
+    """Every cell that trained a model once (a sweep's chosen cell is also its condition's seed 1)."""
+    return [c for c in k.used if not c.get("from_sweep")] + k.sweep_cells
+
+
+def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = "",
+                       linked: list[LinkedStudy] = ()) -> Path:
+    out = Path(out)
+    k = _compared(grid, cells)
+    cells, used, sweep_cells, groups, by_cond, decodes = k.cells, k.used, k.sweep_cells, k.groups, k.by_cond, k.decodes
+    ref_version = groups[0][0] if groups else None
     order = [n for n in grid["conditions"] if n in by_cond]
-    decodes = decode_names(used)
     lines = [f"# Study: {grid.get('about', '')}", ""]
-    lines += _header(grid, cells, used, command)
+    lines += _header(grid, k, command)
     lines += _finished(grid, used, sweep_cells)
     found = verdicts(grid, by_cond, decodes)
-    lines += _verdict_section(grid, found.lines)
+    lines += _verdict_section(grid, found.lines, linked)
     lines += _wer_table(grid, by_cond, decodes, out.stem + "_wer.png" if used else None)
     lines += heldout_table(grid, by_cond, decodes)
     lines += sweep_table(grid, sweep_cells, by_cond)
@@ -80,7 +111,7 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
                   f"data {version[2]}): compared only with each other", ""]
         lines += _wer_table(grid, other, decode_names(others), None, only_run=True)
         lines += verdicts(grid, other, decode_names(others), skip_missing=True).lines + [""]
-    lines += _appendix(cells, ref_version, decodes)
+    lines += _appendix(cells + sweep_cells, ref_version, decodes)
     if used:
         plot_wer(by_cond, order, decodes, out.with_name(out.stem + "_wer.png"))
     with atomic_write(out) as f:
@@ -98,6 +129,18 @@ _DETAILS_ABOUT = (
     "than its nominal 95 %, 83-92 % in simulation: `python -m toolkit.analysis.study_coverage`), "
     "the *utterances* bootstrap "
     "(Bisani and Ney: test-set noise only) and the matched-pairs sign-flip test over utterances.")
+
+
+def cell_run_s(cell: dict) -> tuple[float, bool]:
+    """(seconds the cell's runs took, exact?). Cells recorded before ``run_s`` existed give their
+    last run's time when they were resumed (not exact: the appendix marks it ``+``), since their
+    ``wall_s`` counts from the first start, hours between sessions included."""
+    if "run_s" in cell:
+        return cell["run_s"], True
+    wall, last = cell.get("wall_s", 0.0), cell.get("wall_s_last_run")
+    if last is None or wall - last < 300:  # one run (a few minutes of set-up before it at most)
+        return wall, True
+    return last, False
 
 
 def _by_condition(cells: list[dict]) -> dict[str, list[dict]]:
@@ -128,20 +171,23 @@ def _setup_sentence(used: list[dict]) -> str:
             f"decodes both modes ({dec}; from the cells' records or RESULTS.md) and scores; WER in %.")
 
 
-def _header(grid, cells, used, command):
-    total = len(cells_of(grid))
-    if not used:
+def _header(grid, k: _Compared, command):
+    total, cells, used, trained = len(cells_of(grid)), k.cells, k.used, _trained(k)
+    if not used and not trained:
         return [f"Generated by `python -m toolkit.bin.study report` from 0 finished cells (of {total} in the grid).",
                 f"Command: `{command or 'local/study.sh'}`.", ""]
-    commits = sorted({c["versions"]["code"]["commit"][:10] for c in used})
-    machines = sorted({c.get("machine", "?") for c in used})
-    hours = sum(c.get("wall_s", 0) for c in used) / 3600
-    return [f"Generated by `python -m toolkit.bin.study report` from {len(used)} finished cells "
+    commits = sorted({c["versions"]["code"]["commit"][:10] for c in trained})
+    machines = sorted({c.get("machine", "?") for c in trained})
+    times = [cell_run_s(c) for c in trained]
+    hours = sum(s for s, _ in times) / 3600
+    at_least = "" if all(exact for _, exact in times) else "at least "
+    versions = trained[0]["versions"]
+    return [f"Generated by `python -m toolkit.bin.study report` from {len(trained)} finished cells "
             f"(of {total} in the grid; {len(cells) - len(used)} of another code/data version left out).",
             f"Command: `{command or 'local/study.sh'}`. Code: commit(s) {', '.join(commits)} "
-            f"(code hash {used[0]['versions']['code']['code']}), data version {used[0]['versions']['data']}. "
-            f"Machine: {', '.join(machines)}. Compute: {hours:.1f} h of cell wall time.", "",
-            _setup_sentence(used), ""]
+            f"(code hash {versions['code']['code']}), data version {versions['data']}. "
+            f"Machine: {', '.join(machines)}. Compute: {at_least}{hours:.1f} h of cell wall time.", "",
+            _setup_sentence(trained), ""]
 
 
 def _finished(grid, used, sweep_cells):
@@ -160,17 +206,31 @@ def _finished(grid, used, sweep_cells):
             " (seeds; a sweep cell is value@seed).", ""]
 
 
-def _verdict_section(grid, verdict_lines):
+def _linked_lines(link: LinkedStudy) -> list[str]:
+    """The linked grid's verdict lines, from its own cells of its compared version."""
+    k = _compared(link.grid, link.cells)
+    total, n = len(cells_of(link.grid)), len(_trained(k))
+    head = f"- Linked grid `{link.where}` ({link.grid.get('about', '')}): {n} of {total} cells finished"
+    if k.used:
+        v = k.used[0]["versions"]
+        head += (f" (code hash {v['code']['code']}, data version {v['data']}; "
+                 f"{len(k.cells) - len(k.used)} of another version left out)")
+    return [head + "."] + ["  " + ln for ln in verdicts(link.grid, k.by_cond, k.decodes).lines]
+
+
+def _verdict_section(grid, verdict_lines, linked=()):
     margin = float(grid.get("equivalence_margin", DEFAULT_MARGIN))
+    linked_lines = [ln for link in linked for ln in _linked_lines(link)]
+    not_tested = ("Not tested here: anything about 960 h of LibriSpeech." if linked else
+                  "Not tested by this grid: other corpora and languages (a grid states their comparisons "
+                  "under `linked:`) and anything about 960 h of LibriSpeech.")
     return ["## Verdicts", "",
             "Each line: Δ = condition − baseline (absolute %) with its 95 % t interval over seeds — *paired t* "
             "where seed k of both conditions starts from identical weights (recorded init digests, else the "
             "same seed and model config), *Welch t* otherwise (e.g. a condition with extra parameters: its "
             "seed k is not the baseline's seed k). A side is called better only when the interval excludes 0. "
             f"Equivalence is claimed only by TOST: the whole 90 % interval inside ±{margin:.1f}.", ""] + \
-        (verdict_lines or ["- The grid names no comparison."]) + \
-        ["", "Not tested by this grid: the multilingual gain (the multilingual grid has not run) and "
-         "anything about 960 h of LibriSpeech.", ""]
+        (verdict_lines or ["- The grid names no comparison."]) + linked_lines + ["", not_tested, ""]
 
 
 def _wer_table(grid, by_cond, decodes, plot_name, only_run=False):
@@ -253,13 +313,20 @@ def _appendix(cells, ref_version, decodes):
     if not cells:
         return []
     lines = ["## Appendix: every cell", "",
+             "wall: the minutes the cell's runs took (`24.1+`: resumed in a later session, only its last run "
+             "recorded); `= C@0.02`: the sweep cell chosen as the condition's seed 1.", "",
              "| cell | " + " | ".join(decodes) + " | wall (min) | commit | comparable | last validation |",
              "|---|" + "---|" * (len(decodes) + 4)]
+    def wall(c):
+        if c.get("from_sweep"):
+            return f"= {c['from_sweep']}"
+        s, exact = cell_run_s(c)
+        return f"{s / 60:.1f}" + ("" if exact else "+")
     for c in sorted(cells, key=lambda c: (c["condition"], c["seed"])):
         last = c["train_log_tail"][-1].split("validation: ", 1)[-1] if c.get("train_log_tail") else "-"
         lines.append(f"| {c['condition']}/seed{c['seed']} | "
                      + " | ".join(fmt(c["decodes"].get(d, {}).get("wer")) for d in decodes)
-                     + f" | {c.get('wall_s', 0) / 60:.1f} | {c['versions']['code']['commit'][:10]} | "
+                     + f" | {wall(c)} | {c['versions']['code']['commit'][:10]} | "
                      + f"{'yes' if version_key(c) == ref_version else 'no'} | {last} |")
     lines += ["", "Rerun one cell: `cd egs/mini && ./run.sh --stage 5 --stop-stage 8 --tag study/<condition>/seed<k> "
               "--train-args \"--set seed=<k> --set <the condition's overrides>\"` (the cell's config.yaml and "

@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             done = (recipe / "exp" / cell.tag / "cell.json").exists()
             print(f"{cell.tag}\t{'finished' if done else 'open'}\t{' '.join(cell.overrides)}")
     else:
-        from toolkit.analysis.study_report import write_study_report
-        write_study_report(study.load_grid(args.grid), study.finished_cells(recipe), Path(args.out), args.command)
+        study.write_report(args.grid, recipe, Path(args.out), args.command)
     return 0
 
 
