@@ -250,3 +250,14 @@ def test_a_linked_grid_must_name_its_recipe_and_grid(tmp_path):
     _write_grid(path, {**GRID, "linked": [{"recipe": "../nowhere", "grid": "conf/study.yaml"}]})
     with pytest.raises(study.ConfigError, match="linked grid ../nowhere/conf/study.yaml not found"):
         study.write_report(path, tmp_path, tmp_path / "S.md")
+
+
+def test_the_aligner_section_gives_its_phone_error_rate_and_unaligned_counts(tmp_path):
+    rep = {"epochs": 10, "wall_seconds": 300.0, "phone_error_rate": {"per": 5.3125, "errors": 357, "phones": 6720, "utts": 200},
+           "sets": {"train": {"unaligned": 2, "utts": 1500}, "dev_clean": {"unaligned": 0, "utts": 200}}}
+    grid = {**GRID, "conditions": {**GRID["conditions"], "M": {"about": "maestro"}}}
+    cells = [cell("M", k, {"full_test": 220}, aligner=rep) for k in (1, 2)] + [cell("B", 1, {"full_test": 230})]
+    text = report(tmp_path, grid, cells)
+    assert ("- 10 epochs, 5.0 min; phone error rate 5.31 % (357 errors / 6720 phones, 200 utterances); "
+            "not aligned: dev_clean 0 of 200, train 2 of 1500. Used by M/seed1, M/seed2.") in text
+    assert "## The explicit aligner" not in report(tmp_path, GRID, cells[2:])

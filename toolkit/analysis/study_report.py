@@ -18,7 +18,7 @@ from pathlib import Path
 from toolkit.analysis.study_cells import decode_setup
 from toolkit.analysis.study_grid import cells_of
 from toolkit.analysis.study_plots import plot_over_training, plot_wer
-from toolkit.analysis.study_tables import dev_curves, fmt, heldout_table, mean_sd, sweep_table
+from toolkit.analysis.study_tables import aligner_section, dev_curves, fmt, heldout_table, mean_sd, sweep_table
 from toolkit.analysis.study_verdicts import DEFAULT_MARGIN, DETAILS_HEAD, verdicts
 from toolkit.utils.fileio import atomic_write
 
@@ -99,6 +99,7 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
     lines += heldout_table(grid, by_cond, decodes)
     lines += sweep_table(grid, sweep_cells, by_cond)
     lines += dev_curves(grid, by_cond, sweep_cells)
+    lines += aligner_section(used + sweep_cells)
     if found.details:
         lines += ["## Comparisons in detail", "", _DETAILS_ABOUT, ""] + DETAILS_HEAD + found.details + [""]
     lines += _layers(by_cond, out, order)

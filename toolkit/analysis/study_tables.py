@@ -84,3 +84,33 @@ def dev_curves(grid, by_cond, sweep_cells):
     for e in epochs:
         lines.append(f"| {e + 1} | " + " | ".join(fmt(curve.get(e)) for _, curve in curves.values()) + " |")
     return lines + [""]
+
+
+def aligner_section(cells):
+    """The explicit alignment model the cells that use it recorded (conditions M and E): its
+    own phone error rate and how many utterances it could not align, per distinct aligner."""
+    seen = {}  # one line per distinct aligner report, with the cells that used it
+    for c in sorted(cells, key=lambda c: (c["condition"], c["seed"])):
+        rep = c.get("aligner")
+        if rep and not c.get("from_sweep"):
+            key = repr(sorted((k, repr(v)) for k, v in rep.items()))
+            seen.setdefault(key, (rep, []))[1].append(f"{c['condition']}/seed{c['seed']}")
+    if not seen:
+        return []
+    lines = ["## The explicit aligner (conditions that read its alignments)", "",
+             "A phoneme CTC model trained on the paired training data alone (`local/train_aligner.sh`), frozen; "
+             "its Viterbi path gives each paired utterance's per-phoneme durations. Phone error rate: greedy "
+             "CTC output against the reference phones. Not aligned: utterances CTC cannot align (fewer "
+             "frames than phones plus repeats); those get the proportional split of their frames instead.", ""]
+    for rep, users in seen.values():
+        per = rep.get("phone_error_rate") or {}
+        sets = rep.get("sets") or {}
+        unaligned = ", ".join(f"{name} {s.get('unaligned', '?')} of {s.get('utts', '?')}" for name, s in sorted(sets.items()))
+        minutes = rep.get("wall_seconds")
+        lines.append(
+            f"- {rep.get('epochs', '?')} epochs"
+            + (f", {minutes / 60:.1f} min" if minutes else "")
+            + (f"; phone error rate {per['per']:.2f} % ({per['errors']} errors / {per['phones']} phones, "
+               f"{per['utts']} utterances)" if "per" in per else "; phone error rate not recorded")
+            + f"; not aligned: {unaligned or 'not recorded'}. Used by {', '.join(users)}.")
+    return lines + [""]
