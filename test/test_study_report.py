@@ -261,3 +261,13 @@ def test_the_aligner_section_gives_its_phone_error_rate_and_unaligned_counts(tmp
     assert ("- 10 epochs, 5.0 min; phone error rate 5.31 % (357 errors / 6720 phones, 200 utterances); "
             "not aligned: dev_clean 0 of 200, train 2 of 1500. Used by M/seed1, M/seed2.") in text
     assert "## The explicit aligner" not in report(tmp_path, GRID, cells[2:])
+
+
+def test_a_finished_sweep_gives_its_condition_seed_1_before_the_runner_copies_it(tmp_path):
+    grid = {"about": "t", "seeds": [1, 2], "comparisons": [],
+            "conditions": {"M": {"about": "swept", "sweep": {"key": "w", "values": [0.02, 0.05], "by": "dev"}}}}
+    dev = lambda e: {"full_dev": e, "streaming_dev": e, "full_test": e}  # noqa: E731
+    text = report(tmp_path, grid, [cell("M@0.02", 1, dev(180)), cell("M@0.05", 1, dev(140))])
+    assert "| M | w | 0.05 | 14.00 | yes |" in text and "| M | w | 0.02 | 18.00 | - |" in text
+    assert "| M | swept | 1 | 14.00 |" in text
+    assert "from 2 finished cells (of 3 in the grid; 0 of another code/data version left out)" in text
