@@ -25,7 +25,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from toolkit.analysis.study_grid import (Cell, best_sweep_value, cells_of, load_grid,  # noqa: F401 (the runner's grid API)
+from toolkit.analysis.study_grid import (Cell, best_sweep_value, cells_of, choose_sweep, load_grid,  # noqa: F401 (the runner's grid API)
                                          sweep_score)
 from toolkit.utils.config import ConfigError, load_yaml
 from toolkit.utils.fileio import atomic_write
@@ -36,25 +36,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def sweep_choice(grid: dict, name: str, recipe: Path) -> tuple[object, dict] | None:
     """(chosen value, its cell record) of condition ``name``'s sweep, or None while any sweep
-    cell is unfinished: the value whose seed-1 cell has the lowest mean of its full-context
-    and streaming WER on the sweep's ``by`` set (ties: the first value listed)."""
-    sweep = grid["conditions"][name]["sweep"]
-    scored = []
-    for value in sweep["values"]:
+    cell is unfinished (:func:`toolkit.analysis.study_grid.choose_sweep` chooses)."""
+    now = {"code": code_version(), "data": data_version(recipe)}
+
+    def record_of(value):
         path = recipe / "exp" / "study" / f"{name}@{value}"
         recs = [json.loads(p.read_text()) for p in sorted(path.glob("seed*/cell.json"))]
-        now = {"code": code_version(), "data": data_version(recipe)}
         recs += [c for c in archived_cells(recipe) if c["condition"] == f"{name}@{value}"
                  and comparable(c["versions"], now)]
-        if not recs:
-            return None
-        rec = recs[0]
-        score = sweep_score(rec, sweep["by"])
-        if score is None:
-            raise ConfigError(f"sweep of {name}: cell {name}@{value} has no decode of {sweep['by']}")
-        scored.append((value, score, rec))
-    value = best_sweep_value([(v, sc) for v, sc, _ in scored])
-    return value, next(rec for v, _, rec in scored if v == value)
+        return recs[0] if recs else None
+    return choose_sweep(name, grid["conditions"][name]["sweep"], record_of)
 
 
 def resolve_sweep(cell: Cell, grid: dict, recipe: Path) -> Cell | None:

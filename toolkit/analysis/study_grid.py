@@ -108,3 +108,21 @@ def sweep_score(record: dict, by: str) -> float | None:
 def best_sweep_value(scores: list[tuple[object, float]]) -> object:
     """The value with the lowest score among (value, score) in the grid's order (ties: the first)."""
     return min(scores, key=lambda vs: vs[1])[0]
+
+
+def choose_sweep(name: str, sweep: dict, record_of) -> tuple[object, dict] | None:
+    """(chosen value, its cell record) of condition ``name``'s sweep, or None while a value has
+    no finished cell (``record_of(value)`` -> record or None): the value whose cell has the lowest
+    mean of full-context and streaming WER on the ``by`` set (ties: the first value listed).
+    The runner and the report both choose here, so they cannot disagree."""
+    scored = []
+    for value in sweep["values"]:
+        rec = record_of(value)
+        if rec is None:
+            return None
+        score = sweep_score(rec, sweep["by"])
+        if score is None:
+            raise ConfigError(f"sweep of {name}: cell {name}@{value} has no decode of {sweep['by']}")
+        scored.append((value, score, rec))
+    value = best_sweep_value([(v, sc) for v, sc, _ in scored])
+    return value, next(rec for v, _, rec in scored if v == value)

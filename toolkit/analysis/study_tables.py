@@ -1,6 +1,7 @@
 """The study report's per-condition tables: held-out words, weight sweeps, dev WER per epoch."""
 from __future__ import annotations
 
+import json
 import math
 import statistics
 
@@ -93,7 +94,7 @@ def aligner_section(cells):
     for c in sorted(cells, key=lambda c: (c["condition"], c["seed"])):
         rep = c.get("aligner")
         if rep and not c.get("from_sweep"):
-            key = repr(sorted((k, repr(v)) for k, v in rep.items()))
+            key = json.dumps(rep, sort_keys=True)
             seen.setdefault(key, (rep, []))[1].append(f"{c['condition']}/seed{c['seed']}")
     if not seen:
         return []
