@@ -82,6 +82,17 @@ def test_held_out_recall_gets_its_own_verdict_where_higher_is_better(tmp_path):
     assert "## Held-out words (mean ± sd over seeds)" in text
 
 
+def test_the_held_out_table_says_what_recall_is_out_of(tmp_path):
+    cells = study_cells(with_p=False)
+    for c in cells:
+        c["decodes"]["full_test"]["heldout"].update(utts=37, per_utt={f"u{u:03d}": [0, 0, 0] for u in range(UTTS)})
+    text = report(tmp_path, HELDOUT_GRID, cells)
+    assert "Occurrences in the references: full_test 50 in 37 of 100 utterances; streaming_test 50." in text
+    cells[0]["decodes"]["full_test"]["heldout"]["occurrences"] = 49  # other references: said, not hidden
+    text = report(tmp_path, HELDOUT_GRID, cells)
+    assert "full_test: the cells disagree (49, 50 occurrences)" in text
+
+
 def test_equivalence_is_claimed_only_when_the_90_percent_interval_is_inside_the_margin(tmp_path):
     cells = [cell("B", k, {"full_test": 250 + k}, init_digest=str(k)) for k in (1, 2, 3)]
     cells += [cell("C", k, {"full_test": 250 + k + (k % 2)}, init_digest=str(k)) for k in (1, 2, 3)]

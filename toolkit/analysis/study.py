@@ -275,6 +275,7 @@ def run_grid(grid_path: str | os.PathLike, recipe: Path, only: list[str] | None 
     jobs on the machine (benchmarks, other trainings) taking the same lock run between cells."""
     grid = load_grid(grid_path)
     archived = {(c["condition"], c["seed"]): c for c in archived_cells(recipe)}
+    save_heldout_data(recipe)
     done = []
     for cell in cells_of(grid, only):
         out = recipe / "exp" / cell.tag / "cell.json"
@@ -315,6 +316,7 @@ def _held(lock):
 # regenerate the report and a later session can continue the grid (exp/ is not committed);
 # one folder per code version, so a cell rerun on newer code never overwrites the older one
 ARCHIVE = "study/cells"
+HELDOUT_DATA = "study/heldout_data"  # <data version>.json: save_heldout_data
 ARCHIVED_FILES = ("cell.json", "config.yaml", "RESULTS.md", "train.log", "run.sh")
 
 
@@ -371,9 +373,33 @@ def linked_studies(grid: dict, recipe: Path, grid_path: str | os.PathLike = "the
     return out
 
 
+def save_heldout_data(recipe: Path) -> Path | None:
+    """On a held-out-word corpus, ``study/heldout_data/<data version>.json``: how the data treats
+    the held-out words (:mod:`toolkit.analysis.heldout_data`), committed beside the cells so that
+    the report can say it without the data. A failure is logged: it must not stop the grid."""
+    if not (recipe / "data" / "heldout_words.txt").exists():
+        return None
+    from toolkit.analysis.heldout_data import summarize
+    out = recipe / HELDOUT_DATA / f"{data_version(recipe)}.json"
+    try:
+        summary = summarize(recipe)
+    except (OSError, ValueError) as e:
+        log.warning("held-out word summary not written: %s", e)
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out) as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+    return out
+
+
+def heldout_data(recipe: Path) -> dict[str, dict]:
+    """Data version -> held-out word summary, from ``study/heldout_data``."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted((recipe / HELDOUT_DATA).glob("*.json"))}
+
+
 def write_report(grid_path: str | os.PathLike, recipe: Path, out: Path, command: str = "") -> Path:
     """The grid's report from the finished cells of ``recipe`` (and of its linked grids' recipes)."""
     from toolkit.analysis.study_report import write_study_report
     grid = load_grid(grid_path)
     return write_study_report(grid, finished_cells(recipe), out, command,
-                              linked=linked_studies(grid, recipe, grid_path))
+                              linked=linked_studies(grid, recipe, grid_path), heldout_data=heldout_data(recipe))

@@ -111,7 +111,9 @@ def _trained(k: _Compared) -> list[dict]:
 
 
 def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = "",
-                       linked: list[LinkedStudy] = ()) -> Path:
+                       linked: list[LinkedStudy] = (), heldout_data: dict | None = None) -> Path:
+    """``heldout_data``: data version -> :func:`toolkit.analysis.heldout_data.summarize` (the
+    report describes the held-out words from the one of its cells' data version, if given)."""
     out = Path(out)
     k = _compared(grid, cells)
     cells, used, sweep_cells, groups, by_cond, decodes = k.cells, k.used, k.sweep_cells, k.groups, k.by_cond, k.decodes
@@ -123,7 +125,7 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
     found = verdicts(grid, by_cond, decodes)
     lines += _verdict_section(grid, found.lines, linked)
     lines += _wer_table(grid, by_cond, decodes, out.stem + "_wer.png" if used else None)
-    lines += heldout_table(grid, by_cond, decodes)
+    lines += heldout_table(grid, by_cond, decodes, (heldout_data or {}).get(ref_version[2]) if ref_version else None)
     lines += sweep_table(grid, sweep_cells, by_cond)
     lines += dev_curves(grid, by_cond, sweep_cells)
     lines += aligner_section(used + sweep_cells)

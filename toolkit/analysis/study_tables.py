@@ -5,6 +5,7 @@ import json
 import math
 import statistics
 
+from toolkit.analysis.heldout_data import describe
 from toolkit.analysis.study_cells import dev_curve
 from toolkit.analysis.study_grid import sweep_score
 
@@ -21,14 +22,16 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def heldout_table(grid, by_cond, decodes):
-    """Held-out words (grids on that corpus): recall, false alarms, WER of the utterances holding one."""
+def heldout_table(grid, by_cond, decodes, data: dict | None = None):
+    """Held-out words (grids on that corpus): recall, false alarms, WER of the utterances holding one;
+    ``data``: the corpus's :func:`toolkit.analysis.heldout_data.summarize`, described first."""
     tests = [d for d in decodes if "dev" not in d]
     if not any("heldout" in c["decodes"].get(d, {}) for cs in by_cond.values() for c in cs for d in tests):
         return []
     lines = ["## Held-out words (mean ± sd over seeds)", "",
              "Recall: hits / occurrences of the held-out words in the references (%); false alarms: "
              "held-out words in the hypotheses that are not correct there; WER of the utterances that hold one.", "",
+             *heldout_occurrences(by_cond, tests), "", *((describe(data) + [""]) if data else []),
              "| condition | " + " | ".join(f"{d} recall | false alarms | WER" for d in tests) + " |",
              "|---|" + "---|---|---|" * len(tests)]
     for name in grid["conditions"]:
@@ -41,6 +44,23 @@ def heldout_table(grid, by_cond, decodes):
                      mean_sd([x["wer"] for x in h])]
         lines.append(f"| {name} | " + " | ".join(cols) + " |")
     return lines + [""]
+
+
+def heldout_occurrences(by_cond, tests) -> list[str]:
+    """What recall is out of: the held-out words' occurrences in each test set's references (the same
+    in every comparable cell; a disagreement, which means other references, is shown, not hidden)."""
+    parts = []
+    for d in tests:
+        seen = {(h["occurrences"], h.get("utts"), len(h.get("per_utt", {})) or None)
+                for cs in by_cond.values() for c in cs
+                if (h := c["decodes"].get(d, {}).get("heldout")) and "occurrences" in h}
+        if len(seen) > 1:
+            parts.append(f"{d}: the cells disagree ({', '.join(str(s[0]) for s in sorted(seen))} occurrences)")
+        elif seen:
+            occ, utts, total = seen.pop()
+            parts.append(f"{d} {occ}" + (f" in {utts}" if utts is not None else "")
+                         + (f" of {total} utterances" if total else (" utterances" if utts is not None else "")))
+    return [f"Occurrences in the references: {'; '.join(parts)}."] if parts else []
 
 
 def sweep_table(grid, sweep_cells, by_cond):
