@@ -64,6 +64,18 @@ def run_search(decoder, enc, enc_lens, method: str, beam: int, ilm_weight: float
     raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
 
 
+def search_full_batch(model, mats: Sequence[np.ndarray], cmvn, method: str, beam: int, ilm_weight: float = 0.0,
+                      blank_penalty: float = 0.0, with_frames: bool = False, max_sym_per_frame: int = 3):
+    """One batch of raw fbank matrices through CMVN, padding, the full-context encoder and the
+    second-pass search (the one place both the decode stage and the Transcriber do it); returns
+    ``(run_search's result, the frame counts (B,))``."""
+    x, lens = pad_features(mats, cmvn)
+    device = next(model.parameters()).device
+    enc, enc_lens = model.encode(x.to(device), lens.to(device), mode="full")  # (B, T', D)
+    return run_search(model.decoder("full"), enc, enc_lens, method, beam, ilm_weight, blank_penalty,
+                      with_frames=with_frames, max_sym_per_frame=max_sym_per_frame), lens
+
+
 def pad_features(mats: Sequence[np.ndarray], cmvn=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw fbank matrices (T_i, F) -> CMVN-normalised zero-padded batch (B, T, F) and lengths (B,)."""
     mats = [cmvn(m) if cmvn is not None else m for m in mats]
@@ -84,7 +96,6 @@ def decode_full(exp: Experiment, feats: Sequence[tuple[str, np.ndarray]], method
                 blank_penalty: float = 0.0, progress: bool = False) -> list[UttDecode]:
     """Full-context (second pass) decoding of ``(uttid, (T, F) raw fbank)`` in length-sorted batches."""
     model = exp.model
-    device = next(model.parameters()).device
     order = sorted(range(len(feats)), key=lambda i: -len(feats[i][1]))
     out: dict[int, UttDecode] = {}
     bar = progress_bar(total=len(order), desc="decode full", enabled=progress)
@@ -94,10 +105,9 @@ def decode_full(exp: Experiment, feats: Sequence[tuple[str, np.ndarray]], method
     order = [i for i in order if i not in out]
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
-        x, lens = pad_features([feats[i][1] for i in idx], exp.cmvn)
         start = time.perf_counter()
-        enc, enc_lens = model.encode(x.to(device), lens.to(device), mode="full")  # (B, T', D)
-        hyps = run_search(model.decoder("full"), enc, enc_lens, method, beam, ilm_weight, blank_penalty)
+        hyps, lens = search_full_batch(model, [feats[i][1] for i in idx], exp.cmvn, method, beam, ilm_weight,
+                                       blank_penalty)
         elapsed = time.perf_counter() - start
         for k, i in enumerate(idx):  # share the batch's time by length
             share = elapsed * float(lens[k]) / float(lens.sum())

@@ -213,19 +213,16 @@ class Transcriber:
 
     @torch.no_grad()
     def _full_batch(self, batch) -> list[Transcript]:
-        from toolkit.decode.runner import pad_features, run_search, skip_if_too_short
+        from toolkit.decode.runner import search_full_batch, skip_if_too_short
         extractor = FbankExtractor(self._feat_dim())
         feats = [extractor.compute(s) for _, s in batch]
         ok = [k for k, f in enumerate(feats) if not skip_if_too_short(self.model, batch[k][0], len(f))]
         hyps, frames, share = {k: [] for k in range(len(batch))}, {k: [] for k in range(len(batch))}, 0.0
         if ok:
             start = time.perf_counter()
-            x, lens = pad_features([feats[k] for k in ok], self.experiment.cmvn)
-            device = next(self.model.parameters()).device
-            enc, enc_lens = self.model.encode(x.to(device), lens.to(device), mode="full")  # (B, T', D)
-            found, found_frames = run_search(self.model.decoder("full"), enc, enc_lens, self.method, self.beam,
-                                             self.ilm_weight, self.blank_penalty, with_frames=True,
-                                             max_sym_per_frame=self.max_sym_per_frame)
+            (found, found_frames), _ = search_full_batch(
+                self.model, [feats[k] for k in ok], self.experiment.cmvn, self.method, self.beam, self.ilm_weight,
+                self.blank_penalty, with_frames=True, max_sym_per_frame=self.max_sym_per_frame)
             hyps.update(zip(ok, found))
             frames.update(zip(ok, found_frames))
             share = (time.perf_counter() - start) / len(ok)
