@@ -224,3 +224,52 @@ def test_a_sweep_chooses_the_lowest_value_and_its_cell_becomes_seed_1(tmp_path, 
     assert seed1["from_sweep"] == "S@0.2" and "_dir" not in seed1
     text = write_study_report(study.load_grid(grid), study.finished_cells(fake_recipe), tmp_path / "r.md").read_text()
     assert "| S | objective.consistency.weight | 0.2 | 0.00 | yes |" in text
+
+
+SCHEDULE_GRID = """
+about: schedule grid
+recipe_args: "--stage 5 --stop-stage 7"
+seeds: [1]
+common_set: [max_epochs=3]
+schedule: {from: S, key: max_epochs, within: 1.0}
+comparisons: [[C, B]]
+conditions:
+  B: {about: b, set: [objective.consistency.weight=0]}
+  C: {about: c, set: []}
+  S: {about: the schedule run, set: [objective.consistency.weight=0, max_epochs=8], phase: 2}
+"""
+CURVE = [50.0, 30.0, 20.0, 15.0, 14.5, 14.2, 14.0, 14.4]  # best 14.0 after 7 epochs; first within 1.0: 4
+
+
+def test_a_schedule_run_fixes_every_other_cells_epochs_by_the_rule(tmp_path, fake_recipe):
+    """The runner waits for the schedule run, chooses by the rule (first epoch within 1.0 of the
+    best), gives the value to every other cell (a second pass runs the cells that waited), and
+    the report says it."""
+    run = fake_recipe / "run.sh"
+    curve = " ".join(map(str, CURVE))
+    run.write_text(FAKE_RUN.replace(
+        'echo "2026 INFO epoch 0 validation: loss 1.0 wer 50.0" >> $d/train.log',
+        'n=$(echo "$targs" | grep -o "max_epochs=[0-9]*" | tail -1 | cut -d= -f2); e=0\n'
+        f'for w in {curve}; do [ $e -lt $n ] && echo "2026 INFO epoch $e validation: loss 1 wer $w" >> $d/train.log; '
+        'e=$((e+1)); done'))
+    grid_path = write_grid(tmp_path, SCHEDULE_GRID)
+    grid = study.load_grid(grid_path)
+    assert study.resolve_schedule(study.cells_of(grid)[0], grid, fake_recipe) is None  # S has not run
+    done = study.run_grid(grid_path, fake_recipe)
+    assert [r["condition"] for r in done] == ["S", "B", "C"]
+    by = {r["condition"]: r for r in done}
+    assert by["S"]["overrides"] == ["objective.consistency.weight=0", "max_epochs=8"]  # its own setting
+    assert by["B"]["overrides"][0] == "max_epochs=4" and by["C"]["overrides"] == ["max_epochs=4"]
+    assert len(by["C"]["train_log_tail"]) == 4  # it trained 4 epochs
+    text = write_study_report(grid, study.finished_cells(fake_recipe), tmp_path / "S.md").read_text()
+    assert ("Schedule: `max_epochs=4` for every cell but S's, by the rule fixed before it ran (the first epoch "
+            "whose greedy dev WER is within 1.0 of the run's best): S seed 1's best is 14.00 after 7 epochs; "
+            "after 4: 15.00.") in text
+
+
+@pytest.mark.parametrize("bad", ["{from: Z, key: max_epochs, within: 1.0}", "{from: S, key: max_epochs}",
+                                 "{from: S, key: max_epochs, within: 1.0, by: dev}"])
+def test_a_bad_schedule_is_named(tmp_path, bad):
+    with pytest.raises(ConfigError, match="schedule needs from"):
+        study.load_grid(write_grid(tmp_path, SCHEDULE_GRID.replace(
+            "schedule: {from: S, key: max_epochs, within: 1.0}", f"schedule: {bad}")))

@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import TINY
 from toolkit.analysis import study
@@ -122,3 +124,13 @@ def test_seeds_are_paired_by_digest_else_by_model_config(tmp_path):
     dig = lambda cs, v: [{**x, "init_digest": v + str(x["seed"])} for x in cs]  # noqa: E731
     assert seeds_paired(dig(p, "a"), dig(c, "a"))[0]  # recorded digests decide when every cell has one
     assert not seeds_paired(dig(c, "a"), dig(b, "b"))[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=20), st.floats(0, 5))
+def test_the_schedule_rule_against_its_definition(wers, within):
+    from toolkit.analysis.study_grid import choose_schedule
+    curve = list(enumerate(wers, 1))
+    chosen, best_epoch, best = choose_schedule(curve, within)
+    assert best == min(wers) and wers[best_epoch - 1] == best and chosen <= best_epoch
+    assert wers[chosen - 1] <= best + within and all(w > best + within for w in wers[:chosen - 1])

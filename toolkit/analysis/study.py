@@ -48,6 +48,41 @@ def sweep_choice(grid: dict, name: str, recipe: Path) -> tuple[object, dict] | N
     return choose_sweep(name, grid["conditions"][name]["sweep"], record_of)
 
 
+def schedule_choice(grid: dict, recipe: Path, records: list[dict] | None = None) -> dict | None:
+    """The grid's ``schedule:`` resolved: ``{value, best_epoch, best, from, seed, key, within}``,
+    or None while the schedule run has not finished. ``records``: the cells to look in (the
+    report passes its own); by default the recipe's finished cells of this code and data."""
+    from toolkit.analysis.study_cells import dev_curve
+    from toolkit.analysis.study_grid import choose_schedule
+    sched = grid.get("schedule")
+    if not sched:
+        return None
+    if records is None:
+        now = {"code": code_version(), "data": data_version(recipe)}
+        records = [c for c in finished_cells(recipe) if comparable(c["versions"], now)]
+    runs = sorted((c for c in records if c["condition"] == sched["from"]), key=lambda c: c["seed"])
+    if not runs:
+        return None
+    curve = [(epoch + 1, wer) for epoch, wer in dev_curve(runs[0])]  # the log counts epochs from 0
+    if not curve:
+        raise ConfigError(f"schedule: {sched['from']} seed {runs[0]['seed']} logged no per-epoch dev WER")
+    value, best_epoch, best = choose_schedule(curve, float(sched["within"]))
+    return {"value": value, "best_epoch": best_epoch, "best": best, "at_value": dict(curve)[value],
+            "from": sched["from"], "seed": runs[0]["seed"], "key": sched["key"], "within": sched["within"]}
+
+
+def resolve_schedule(cell: Cell, grid: dict, recipe: Path) -> Cell | None:
+    """A cell with the schedule run's chosen value first in its overrides (its own settings still
+    win), None while the schedule run is unfinished; the schedule run itself unchanged."""
+    sched = grid.get("schedule")
+    if not sched or cell.condition.split("@", 1)[0] == sched["from"]:
+        return cell
+    choice = schedule_choice(grid, recipe)
+    if choice is None:
+        return None
+    return Cell(cell.condition, cell.seed, (f"{choice['key']}={choice['value']}",) + cell.overrides, cell.about)
+
+
 def resolve_sweep(cell: Cell, grid: dict, recipe: Path) -> Cell | None:
     """A swept condition's later seed with the chosen value in its overrides (None: not yet);
     the chosen sweep cell is also recorded as the condition's seed 1."""
@@ -276,27 +311,40 @@ def run_grid(grid_path: str | os.PathLike, recipe: Path, only: list[str] | None 
     grid = load_grid(grid_path)
     archived = {(c["condition"], c["seed"]): c for c in archived_cells(recipe)}
     save_heldout_data(recipe)
-    done = []
-    for cell in cells_of(grid, only):
-        out = recipe / "exp" / cell.tag / "cell.json"
-        if out.exists():
-            log.info("%s: finished earlier, skipped", cell.tag)
-            continue
-        resolved = resolve_sweep(cell, grid, recipe)
-        if resolved is None:
-            log.info("%s: waits for its condition's weight sweep to finish", cell.tag)
-            continue
-        cell = resolved
-        old = archived.get((cell.condition, cell.seed))
-        if old is not None and comparable(old["versions"], {"code": code_version(), "data": data_version(recipe)}):
-            log.info("%s: in %s with this code and data, skipped", cell.tag, ARCHIVE)
-            continue
-        with _held(lock):
-            rec = run_cell(cell, recipe, grid, extra_args)
-        log.info("%s: done in %.1f min: %s", cell.tag, rec["wall_s_last_run"] / 60,
-                 ", ".join(f"{k} {v['wer']:.2f}" for k, v in rec["decodes"].items()))
-        done.append(rec)
-    return done
+    done, passes = [], 0
+    while True:  # another pass while a cell waited for a schedule run or sweep that finished in this one
+        passes += 1
+        waited, ran = False, False
+        for cell in cells_of(grid, only):
+            out = recipe / "exp" / cell.tag / "cell.json"
+            if out.exists():
+                if passes == 1:
+                    log.info("%s: finished earlier, skipped", cell.tag)
+                continue
+            resolved = resolve_schedule(cell, grid, recipe)
+            if resolved is None:
+                log.info("%s: waits for the schedule run (%s) to finish", cell.tag, grid["schedule"]["from"])
+                waited = True
+                continue
+            resolved = resolve_sweep(resolved, grid, recipe)
+            if resolved is None:
+                log.info("%s: waits for its condition's weight sweep to finish", cell.tag)
+                waited = True
+                continue
+            cell = resolved
+            old = archived.get((cell.condition, cell.seed))
+            if old is not None and comparable(old["versions"], {"code": code_version(), "data": data_version(recipe)}):
+                if passes == 1:
+                    log.info("%s: in %s with this code and data, skipped", cell.tag, ARCHIVE)
+                continue
+            with _held(lock):
+                rec = run_cell(cell, recipe, grid, extra_args)
+            log.info("%s: done in %.1f min: %s", cell.tag, rec["wall_s_last_run"] / 60,
+                     ", ".join(f"{k} {v['wer']:.2f}" for k, v in rec["decodes"].items()))
+            done.append(rec)
+            ran = True
+        if not (waited and ran):
+            return done
 
 
 @contextlib.contextmanager

@@ -50,7 +50,7 @@ def load_grid(path: str | os.PathLike) -> dict:
     grid = load_yaml(path)
     unknown = sorted(set(grid) - {"recipe_args", "seeds", "conditions", "about", "comparisons", "common_set",
                                   "checkpoint_analysis", "corpus_opts", "aligner", "report",
-                                  "equivalence_margin", "linked"})
+                                  "equivalence_margin", "linked", "schedule"})
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
     for link in grid.get("linked") or []:
@@ -60,6 +60,13 @@ def load_grid(path: str | os.PathLike) -> dict:
                               f"got {link!r}")
     if not isinstance(grid.get("conditions"), dict) or not grid["conditions"]:
         raise ConfigError(f"{path}: 'conditions' must map names to {{about, set, seeds}}")
+    schedule = grid.get("schedule")
+    if schedule is not None and (not isinstance(schedule, dict) or set(schedule) - {"from", "key", "within"}
+                                 or not {"from", "key", "within"} <= set(schedule)
+                                 or schedule["from"] not in grid["conditions"]
+                                 or not isinstance(schedule["within"], (int, float))):
+        raise ConfigError(f"{path}: schedule needs from (a condition of the grid), key (e.g. max_epochs) and "
+                          f"within (dev WER points), got {schedule!r}")
     for name, cond in grid["conditions"].items():
         bad = sorted(set(cond or {}) - {"about", "set", "seeds", "phase", "sweep"})
         if bad:
@@ -126,3 +133,13 @@ def choose_sweep(name: str, sweep: dict, record_of) -> tuple[object, dict] | Non
         scored.append((value, score, rec))
     value = best_sweep_value([(v, sc) for v, sc, _ in scored])
     return value, next(rec for v, _, rec in scored if v == value)
+
+
+def choose_schedule(curve: list[tuple[int, float]], within: float) -> tuple[int, int, float]:
+    """(chosen epoch, best epoch, best dev WER) of a per-epoch dev curve ``[(epoch, WER)]``: the
+    first epoch whose dev WER is within ``within`` points of the curve's best (ties: the first).
+    The rule a schedule run (``schedule:`` in a grid) fixes every other cell's epochs by."""
+    if not curve:
+        raise ValueError("no per-epoch dev WER to choose a schedule from")
+    best_epoch, best = min(curve, key=lambda ew: (ew[1], ew[0]))
+    return next(e for e, w in sorted(curve) if w <= best + within), best_epoch, best

@@ -128,6 +128,7 @@ def write_study_report(grid: dict, cells: list[dict], out: Path, command: str = 
     lines += heldout_table(grid, by_cond, decodes, (heldout_data or {}).get(ref_version[2]) if ref_version else None)
     lines += sweep_table(grid, sweep_cells, by_cond)
     lines += dev_curves(grid, by_cond, sweep_cells)
+    lines += _schedule(grid, used)
     lines += aligner_section(used + sweep_cells)
     if found.details:
         lines += ["## Comparisons in detail", "", _DETAILS_ABOUT, ""] + DETAILS_HEAD + found.details + [""]
@@ -261,6 +262,22 @@ def _verdict_section(grid, verdict_lines, linked=()):
             "seed k is not the baseline's seed k). A side is called better only when the interval excludes 0. "
             f"Equivalence is claimed only by TOST: the whole 90 % interval inside ±{margin:.1f}.", ""] + \
         (verdict_lines or ["- The grid names no comparison."]) + linked_lines + ["", not_tested, ""]
+
+
+def _schedule(grid, used) -> list[str]:
+    """The grid's ``schedule:`` as the runner resolved it (from the same cells and rule)."""
+    from toolkit.analysis.study import schedule_choice
+    sched = grid.get("schedule")
+    if not sched:
+        return []
+    rule = f"the first epoch whose greedy dev WER is within {sched['within']} of the run's best"
+    got = schedule_choice(grid, None, records=used)
+    if got is None:
+        return [f"Schedule: `{sched['key']}` for every other cell comes from {sched['from']}'s per-epoch dev "
+                f"curve ({rule}); {sched['from']} has not finished, so no other cell has run.", ""]
+    return [f"Schedule: `{got['key']}={got['value']}` for every cell but {got['from']}'s, by the rule fixed "
+            f"before it ran ({rule}): {got['from']} seed {got['seed']}'s best is {got['best']:.2f} after "
+            f"{got['best_epoch']} epochs; after {got['value']}: {got['at_value']:.2f}.", ""]
 
 
 def _wer_table(grid, by_cond, decodes, plot_name, only_run=False):
