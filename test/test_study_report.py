@@ -223,6 +223,10 @@ def test_a_cell_resumed_across_sessions_counts_its_runs_not_the_hours_between(tm
     runs = study._begin_run(started, d)
     assert runs[0]["end"] == pytest.approx(t - 4100) and len(runs) == 2 and "end" not in runs[1]
     assert json.loads(started.read_text())["runs"] == runs
+    # started by a runner older than the run records, killed: its one run is counted the same way
+    started.write_text(json.dumps({"versions": {}, "started": t - 5000}))
+    runs = study._begin_run(started, d)
+    assert runs[0] == {"start": t - 5000, "end": pytest.approx(t - 4100)} and len(runs) == 2
 
 
 def _write_grid(path, grid):
