@@ -68,6 +68,16 @@ def test_a_verdict_line_per_comparison_and_decode_from_the_paired_t_interval(tmp
     assert "not shown equivalent within ±1.0" in streaming  # a straddling interval claims no equivalence
 
 
+def test_the_verdicts_say_how_many_better_calls_chance_would_make(tmp_path):
+    text = report(tmp_path, HELDOUT_GRID, study_cells())
+    lines = [ln for ln in text.split("## Verdicts")[1].split("##")[0].splitlines() if " t, " in ln]
+    better = sum(ln.endswith(" better.") for ln in lines)
+    assert len(lines) == 8 and better >= 1  # 2 comparisons x 2 decodes x (WER, recall)
+    assert (f"Multiplicity: 8 intervals above, {better} calling a side better; were there no difference anywhere, "
+            "about 0.4 would by chance") in text
+    assert "Multiplicity" not in report(tmp_path, GRID, study_cells()[:2], "one_seed.md")  # no interval: nothing to say
+
+
 def test_extra_parameters_break_the_pairing_and_get_welch(tmp_path):
     text = report(tmp_path, HELDOUT_GRID, study_cells())
     assert "**P vs C**" in text and "unpaired seeds (step-0 weights differ (init_digest))" in text

@@ -10,6 +10,7 @@ toolkit/analysis/study_verdicts.py.
 """
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -261,7 +262,19 @@ def _verdict_section(grid, verdict_lines, linked=()):
             "same seed and model config), *Welch t* otherwise (e.g. a condition with extra parameters: its "
             "seed k is not the baseline's seed k). A side is called better only when the interval excludes 0. "
             f"Equivalence is claimed only by TOST: the whole 90 % interval inside ±{margin:.1f}.", ""] + \
-        (verdict_lines or ["- The grid names no comparison."]) + linked_lines + ["", not_tested, ""]
+        (verdict_lines or ["- The grid names no comparison."]) + linked_lines + \
+        ["", *_multiplicity(verdict_lines + linked_lines), not_tested, ""]
+
+
+def _multiplicity(lines) -> list[str]:
+    """How many 'better' calls chance alone would make among this many 95 % intervals."""
+    tested = [ln for ln in lines if re.search(r"\((paired|Welch) t, ", ln)]
+    if not tested:
+        return []
+    better = sum(ln.rstrip().endswith(" better.") for ln in tested)
+    return [f"Multiplicity: {len(tested)} interval{'s' if len(tested) != 1 else ''} above, {better} calling a side "
+            f"better; were there no difference anywhere, about {len(tested) / 20:.1f} would by chance (5 % each, "
+            f"no correction): a lone 'better' whose interval ends near 0 is weak evidence.", ""]
 
 
 def _schedule(grid, used) -> list[str]:
