@@ -93,6 +93,7 @@ def test_run_grid_skips_finished_cells_and_resumes_a_killed_one(tmp_path, fake_r
     assert rec["decodes"]["full_test"]["utts"]["spk-u1"] == [0, 4]  # (1 + 1) % 2 = 0: right
     assert rec["decodes"]["full_test"]["utts"]["spk-u2"] == [2, 4]  # one substitution, one deletion
     assert rec["overrides"] == ["objective.consistency.weight=0"]
+    assert rec["runs"] == 2 and [r["runs"] for r in done[1:]] == [1, 1, 1, 1]  # the killed run counts, no other
     assert study.run_grid(grid, fake_recipe) == []  # everything finished: nothing runs
 
 

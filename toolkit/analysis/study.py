@@ -149,7 +149,7 @@ def run_cell(cell: Cell, recipe: Path, grid: dict, extra_args: str = "") -> dict
     if not started.exists():
         cell_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(started) as f:
-            json.dump({"versions": versions, "started": time.time()}, f)
+            json.dump({"versions": versions, "started": time.time(), "runs": []}, f)
     runs = _begin_run(started, cell_dir)
     sets = (f"seed={cell.seed}",) + tuple(grid.get("common_set", [])) + cell.overrides
     train_args = " ".join(f"--set {shlex.quote(o)}" for o in sets)
