@@ -182,7 +182,7 @@ def _begin_run(started: Path, cell_dir: Path) -> list[dict]:
     does not count the hours between as its time. Returns the runs, the new one last."""
     state = json.loads(started.read_text())
     # a cell started by a runner older than the run records: its one earlier run began at "started"
-    runs = state.get("runs", [{"start": state["started"]}] if "started" in state else [])
+    runs = state.get("runs", [{"start": state["started"]}])
     if runs and "end" not in runs[-1]:
         logs = [p for p in (cell_dir / "run.log", cell_dir / "train.log") if p.exists()]
         runs[-1]["end"] = max([p.stat().st_mtime for p in logs] + [runs[-1]["start"]])
