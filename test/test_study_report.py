@@ -207,6 +207,17 @@ def test_collect_cell_scores_held_out_words_from_the_recipes_own_list(tmp_path):
     assert held["recall"] == pytest.approx(50.0)  # percent
 
 
+def test_collect_cell_reads_decode_dirs_not_the_decode_defaults_file_beside_them(tmp_path):
+    """Stage 6 writes exp/<tag>/decode_defaults.yaml next to the decode_* dirs; it is no decode."""
+    d = tmp_path / "recipe" / "exp" / "study" / "B" / "seed1"
+    (d / "decode_full_test").mkdir(parents=True)
+    (d / "decode_full_test" / "ref.trn").write_text("a b c (u1)\n")
+    (d / "decode_full_test" / "hyp.trn").write_text("a b (u1)\n")
+    (d / "decode_defaults.yaml").write_text("method: beam\nbeam: 4\n")
+    rec = study.collect_cell(study.Cell("B", 1, (), "b"), d, {"code": {}, "data": ""}, tmp_path / "recipe")
+    assert list(rec["decodes"]) == ["full_test"] and rec["decodes"]["full_test"]["errors"] == 1
+
+
 def test_header_and_appendix_count_a_chosen_sweep_cell_once(tmp_path):
     grid = {"about": "t", "seeds": [1, 2], "comparisons": [],
             "conditions": {"C": {"about": "swept", "sweep": {"key": "w", "values": [0.02, 0.05], "by": "dev"}}}}

@@ -202,7 +202,7 @@ def collect_cell(cell: Cell, cell_dir: Path, versions: dict, recipe: Path) -> di
     words_file = recipe / "data" / "heldout_words.txt"
     heldout = read_heldout_words(words_file) if words_file.exists() else None
     decodes = {}
-    for d in sorted(cell_dir.glob("decode_*")):
+    for d in sorted(p for p in cell_dir.glob("decode_*") if p.is_dir()):  # not decode_defaults.yaml
         refs, hyps = read_trn(d / "ref.trn"), read_trn(d / "hyp.trn")
         res = score(refs, hyps)
         decodes[d.name[len("decode_"):]] = {
