@@ -1,5 +1,5 @@
 """The committed study reports are what their committed cells say: each regenerates byte for byte
-from ``egs/mini/study`` with the command its header names (a report edited by hand, a report left
+from its recipe's ``study/`` cells with the command its header names (a report edited by hand, a report left
 stale after new cells, or a report-code change that silently alters a committed figure fails here)."""
 import re
 from pathlib import Path
@@ -8,18 +8,21 @@ import pytest
 
 from toolkit.analysis import study
 
-MINI = Path(__file__).resolve().parents[1] / "egs" / "mini"
+EGS = Path(__file__).resolve().parents[1] / "egs"
 
 
-@pytest.mark.parametrize("grid, report", [("conf/study.yaml", "STUDY.md"), ("conf/study_pruned.yaml", "STUDY_pruned.md"),
-                                          ("conf/study_heldout.yaml", "STUDY_heldout.md")])
-def test_a_committed_report_regenerates_from_its_cells(grid, report, tmp_path):
-    committed = (MINI / report).read_text()
+@pytest.mark.parametrize("recipe, grid, report", [("mini", "conf/study.yaml", "STUDY.md"),
+                                                  ("mini", "conf/study_pruned.yaml", "STUDY_pruned.md"),
+                                                  ("mini", "conf/study_heldout.yaml", "STUDY_heldout.md"),
+                                                  ("multilingual", "conf/study.yaml", "STUDY.md")])
+def test_a_committed_report_regenerates_from_its_cells(recipe, grid, report, tmp_path):
+    root = EGS / recipe
+    committed = (root / report).read_text()
     command = re.search(r"^Command: `(.*)`\. Code:", committed, re.M)
     assert command, f"{report}: no 'Command:' line in its header"
-    regenerated = study.write_report(MINI / grid, MINI, tmp_path / report, command.group(1)).read_text()
+    regenerated = study.write_report(root / grid, root, tmp_path / report, command.group(1)).read_text()
     if regenerated != committed:
         diff = [f"- {a}\n+ {b}" for a, b in zip(committed.splitlines(), regenerated.splitlines()) if a != b]
-        pytest.fail(f"egs/mini/{report} is not what its cells say (regenerate it: cd egs/mini && "
+        pytest.fail(f"egs/{recipe}/{report} is not what its cells say (regenerate it: cd egs/{recipe} && "
                     f"python -m toolkit.bin.study report --grid {grid} --out {report} --command '<its Command>'); "
                     f"first differing lines:\n" + "\n".join(diff[:5]))
