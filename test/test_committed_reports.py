@@ -1,6 +1,7 @@
 """The committed study reports are what their committed cells say: each regenerates byte for byte
-from its recipe's ``study/`` cells with the command its header names (a report edited by hand, a report left
-stale after new cells, or a report-code change that silently alters a committed figure fails here)."""
+from its recipe's ``study/`` cells with the command its header names (a report edited by hand, a
+report left stale after new cells, or a report-code change that silently alters a committed figure
+fails here)."""
 import re
 from pathlib import Path
 
